@@ -1,0 +1,1 @@
+"""The ML: offline encoder, language, sentiment, urgency."""

