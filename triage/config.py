@@ -81,12 +81,12 @@ class DatabaseSettings(_Section):
 
 
 class BrandSettings(_Section):
-    name: str = "Northwind"
-    handles: list[str] = Field(default_factory=lambda: ["@northwind"])
-    keywords: list[str] = Field(default_factory=lambda: ["northwind"])
+    name: str = "Kestrel"
+    handles: list[str] = Field(default_factory=lambda: ["@kestrel", "@kestrel_help"])
+    keywords: list[str] = Field(default_factory=lambda: ["kestrel"])
     vip_accounts: list[str] = Field(default_factory=list)
-    help_url: str = "https://help.example.com"
-    status_url: str = "https://status.example.com"
+    help_url: str = "https://help.kestrel.example"
+    status_url: str = "https://status.kestrel.example"
 
 
 class SlaSettings(_Section):
