@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -45,14 +45,14 @@ class ConfigError(Exception):
 def parse_duration(value: Any) -> float:
     """Seconds from 90, "90s", "15m", "2h" or "1d"."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90, \"90s\", \"15m\", \"2h\" or \"1d\"")
+        raise ValueError('expected a duration such as 90, "90s", "15m", "2h" or "1d"')
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         match = _DURATION.match(str(value))
         if not match:
             raise ValueError(
-                f"{value!r} is not a duration; expected e.g. 90, \"90s\", \"15m\", \"2h\" or \"1d\""
+                f'{value!r} is not a duration; expected e.g. 90, "90s", "15m", "2h" or "1d"'
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds <= 0:
@@ -117,7 +117,7 @@ class ModelSettings(_Section):
     def _iso_codes(cls, languages: list[str]) -> list[str]:
         bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
         if bad:
-            raise ValueError(f"{bad} are not ISO 639-1 codes; expected two letters such as \"pl\"")
+            raise ValueError(f'{bad} are not ISO 639-1 codes; expected two letters such as "pl"')
         if not languages:
             raise ValueError("must list at least one language")
         return languages
@@ -199,7 +199,7 @@ def resolve_config_path(path: str | Path | None) -> Path | None:
 
 
 def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
-    """Read, substitute `${ENV}` references and validate; raise ConfigError listing every problem."""
+    """Read, substitute `${ENV}` references and validate; ConfigError lists every problem."""
     file = resolve_config_path(path)
     if file is None:
         return default_settings()
@@ -214,7 +214,8 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
         raise ConfigError([f"{name}: not valid TOML: {exc}"]) from None
 
     problems: list[str] = []
-    data = _substitute_env(data, env if env is not None else dict(os.environ), data, (), problems, name)
+    environment = env if env is not None else dict(os.environ)
+    data = _substitute_env(data, environment, data, (), problems, name)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

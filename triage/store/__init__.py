@@ -1,0 +1,27 @@
+"""The store: tables, engine and sessions, migrations, and small keyword-only queries."""
+
+from triage.store.engine import make_engine, session_scope, upgrade
+from triage.store.tables import (
+    OPEN_STATUSES,
+    Analysis,
+    AuditEvent,
+    Case,
+    CaseStatus,
+    ConnectorState,
+    Draft,
+    Mention,
+)
+
+__all__ = [
+    "OPEN_STATUSES",
+    "Analysis",
+    "AuditEvent",
+    "Case",
+    "CaseStatus",
+    "ConnectorState",
+    "Draft",
+    "Mention",
+    "make_engine",
+    "session_scope",
+    "upgrade",
+]

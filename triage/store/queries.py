@@ -1,0 +1,176 @@
+"""Small keyword-only query functions; callers own the transaction (see session_scope)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from triage.clock import utcnow
+from triage.domain import NewMention
+from triage.store.tables import (
+    OPEN_STATUSES,
+    Analysis,
+    AuditEvent,
+    Case,
+    ConnectorState,
+    Draft,
+    Mention,
+)
+
+PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(Mention)
+    if dialect == "sqlite":
+        return sqlite.insert(Mention)
+    raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+
+def save_batch(
+    session: Session, *, source: str, mentions: Sequence[NewMention], cursor: str | None
+) -> int:
+    """Store new mentions (duplicates ignored) and their cursor; return how many were new."""
+    new = 0
+    if mentions:
+        now = utcnow()
+        rows = [_mention_row(mention, source=source, fetched_at=now) for mention in mentions]
+        statement = (
+            _insert_ignoring_duplicates(session)
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(Mention.id)
+        )
+        # One statement per row: RETURNING with ON CONFLICT only reports the rows it inserted.
+        for row in rows:
+            if session.execute(statement, row).first() is not None:
+                new += 1
+    state = get_state(session, name=source)
+    state.cursor = cursor
+    session.add(state)
+    return new
+
+
+def _mention_row(mention: NewMention, *, source: str, fetched_at: datetime) -> dict[str, Any]:
+    row = asdict(mention)
+    row["source"] = source
+    row["fetched_at"] = fetched_at
+    row["raw"] = mention.raw or None
+    return row
+
+
+def get_state(session: Session, *, name: str) -> ConnectorState:
+    """The connector's state row, created empty on first use."""
+    state = session.get(ConnectorState, name)
+    if state is None:
+        state = ConnectorState(name=name)
+        session.add(state)
+        session.flush()
+    return state
+
+
+def record_run(
+    session: Session, *, name: str, error: str | None, at: datetime | None = None
+) -> ConnectorState:
+    """Note a finished run: success resets the failure count, an error increments it."""
+    at = at or utcnow()
+    state = get_state(session, name=name)
+    state.last_run_at = at
+    if error is None:
+        state.last_success_at = at
+        state.consecutive_failures = 0
+    else:
+        state.last_error = error
+        state.last_error_at = at
+        state.consecutive_failures += 1
+    session.add(state)
+    return state
+
+
+def connector_states(session: Session) -> dict[str, ConnectorState]:
+    return {state.name: state for state in session.exec(select(ConnectorState)).all()}
+
+
+def unanalyzed_mentions(session: Session, *, limit: int) -> list[Mention]:
+    """Mentions with no analysis yet, oldest first."""
+    statement = (
+        select(Mention)
+        .outerjoin(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(col(Analysis.id).is_(None))
+        .order_by(col(Mention.id))
+        .limit(limit)
+    )
+    return list(session.exec(statement).all())
+
+
+def count_recent_by_author(
+    session: Session, *, platform: str, handle: str, since: datetime, before_id: int
+) -> int:
+    """How many earlier mentions the same author posted on the platform since `since`."""
+    statement = (
+        select(sa.func.count())
+        .select_from(Mention)
+        .where(
+            Mention.platform == platform,
+            Mention.author_handle == handle,
+            col(Mention.id) < before_id,
+            sa.or_(col(Mention.created_at).is_(None), col(Mention.created_at) >= since),
+        )
+    )
+    return int(session.exec(statement).one())
+
+
+def cases_without_draft(session: Session, *, limit: int) -> list[tuple[Case, Mention, Analysis]]:
+    """Open cases that have no draft yet."""
+    statement = (
+        select(Case, Mention, Analysis)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
+        .where(col(Draft.id).is_(None), col(Case.status).in_(OPEN_STATUSES))
+        .order_by(col(Case.id))
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def open_queue(
+    session: Session, *, limit: int = 50
+) -> list[tuple[Case, Mention, Analysis, Draft | None]]:
+    """Open cases, worst first: priority band, then urgency, then the oldest."""
+    statement = (
+        select(Case, Mention, Analysis, Draft)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
+        .where(col(Case.status).in_(OPEN_STATUSES))
+        .order_by(
+            PRIORITY_ORDER, col(Analysis.urgency).desc(), col(Mention.created_at), col(Case.id)
+        )
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    case_id: int | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        actor=actor, action=action, case_id=case_id, before=before, after=after, detail=detail
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,155 @@
+"""The database tables: one SQLModel class per entity, all times timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from triage.clock import as_utc, utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes; SQLite drops the zone, so results are read back as UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return as_utc(value)
+
+
+def _time(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=sa.JSON, nullable=True)
+
+
+class CaseStatus(StrEnum):
+    NEW = "new"
+    POSTED = "posted"
+    CLAIMED = "claimed"
+    REPLIED = "replied"
+    DISMISSED = "dismissed"
+    ESCALATED = "escalated"
+
+
+OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.POSTED, CaseStatus.CLAIMED, CaseStatus.ESCALATED)
+
+
+class Mention(SQLModel, table=True):
+    """A post, comment or review about the brand, stored once per (source, external id)."""
+
+    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_mention_source_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64, index=True)
+    external_id: str = Field(max_length=512)
+    platform: str = Field(max_length=32)
+    url: str | None = Field(default=None, sa_type=sa.Text)
+    author_name: str | None = Field(default=None, max_length=256)
+    author_handle: str | None = Field(default=None, max_length=256, index=True)
+    author_reach: int | None = None
+    title: str | None = Field(default=None, sa_type=sa.Text)
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime | None = _time(index=True)
+    fetched_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    rating: float | None = None
+    engagement: int | None = None
+    thread_id: str | None = Field(default=None, max_length=512)
+    parent_id: str | None = Field(default=None, max_length=512)
+    raw: dict[str, Any] | None = _json()
+
+
+class Analysis(SQLModel, table=True):
+    """What the models made of a mention: language, sentiment, urgency and the reasons."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mention.id", unique=True, ondelete="CASCADE")
+    language: str = Field(max_length=8)
+    language_confidence: float = 0.0
+    sentiment: str = Field(max_length=16)
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    complaint_probability: float
+    kind: str = Field(max_length=16, description="complaint | question | praise | info")
+    intents: list[str] | None = _json()
+    urgency: int = Field(index=True)
+    priority: str = Field(max_length=2, index=True)
+    escalate: bool = False
+    reasons: list[str] | None = _json()
+    model_version: str = Field(max_length=128)
+    analyzed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Draft(SQLModel, table=True):
+    """A reply proposed to the agent; never sent without a human's approval."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mention.id", unique=True, ondelete="CASCADE")
+    language: str = Field(max_length=8)
+    text: str = Field(sa_type=sa.Text)
+    generator: str = Field(max_length=64, description="template:<kind>:<lang> or a model id")
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Case(SQLModel, table=True):
+    """A mention that needs a human, and where it is on new -> posted -> claimed -> done."""
+
+    __tablename__ = "care_case"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mention.id", unique=True, ondelete="CASCADE")
+    status: str = Field(default=CaseStatus.NEW, max_length=16, index=True)
+    assignee: str | None = Field(default=None, max_length=64)
+    dismiss_reason: str | None = Field(default=None, max_length=64)
+    reply_text: str | None = Field(default=None, sa_type=sa.Text)
+    reply_url: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    posted_at: datetime | None = _time()
+    claimed_at: datetime | None = _time()
+    replied_at: datetime | None = _time()
+    dismissed_at: datetime | None = _time()
+    escalated_at: datetime | None = _time()
+    first_response_seconds: float | None = None
+
+
+class ConnectorState(SQLModel, table=True):
+    """A connector's cursor and health, kept apart from the mentions it covers."""
+
+    __tablename__ = "connector_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    cursor: str | None = Field(default=None, sa_type=sa.Text)
+    last_run_at: datetime | None = _time()
+    last_success_at: datetime | None = _time()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error_at: datetime | None = _time()
+    consecutive_failures: int = 0
+    paused: bool = False
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which case, when, with the text before and after."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=32)
+    case_id: int | None = Field(default=None, foreign_key="care_case.id", index=True)
+    before: str | None = Field(default=None, sa_type=sa.Text)
+    after: str | None = Field(default=None, sa_type=sa.Text)
+    detail: dict[str, Any] | None = _json()
