@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from triage.config import ConfigError, default_settings, load_settings, parse_duration
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env=env or {})
+    return caught.value.problems
+
+
+def test_every_problem_names_file_and_key(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+[database]
+url = "mysql://nope"
+[sla]
+P1 = "soon"
+[models]
+languages = ["english"]
+batch_size = 0
+[[connectors]]
+name = "alerts"
+type = "rss"
+intervall = "5m"
+""",
+    )
+    problems = _problems(path)
+    assert len(problems) == 5
+    assert all(p.startswith(f"{path}: ") for p in problems)
+    joined = "\n".join(problems)
+    assert "database.url: 'mysql://nope' is not supported" in joined
+    assert "sla.P1: 'soon' is not a duration" in joined
+    assert "models.languages:" in joined and "ISO 639-1" in joined
+    assert "models.batch_size:" in joined
+    assert "connectors[0].intervall: unknown key" in joined
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = _write(tmp_path, '[brand]\nnmae = "x"\n')
+    assert _problems(path) == [
+        f"{path}: brand.nmae: unknown key; check its spelling against config.example.toml"
+    ]
+
+
+def test_missing_required_connector_keys(tmp_path):
+    path = _write(tmp_path, '[[connectors]]\nname = "a"\n')
+    assert _problems(path) == [f"{path}: connectors[0].type: required key is missing"]
+
+
+def test_env_references_resolve_and_missing_ones_are_reported(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+[slack]
+bot_token = "${SLACK_BOT_TOKEN}"
+[[connectors]]
+name = "a"
+type = "rss"
+credentials = { token = "${A_TOKEN}" }
+[[connectors]]
+name = "b"
+type = "rss"
+enabled = false
+credentials = { token = "${B_TOKEN}" }
+""",
+    )
+    settings = load_settings(path, env={"SLACK_BOT_TOKEN": "xoxb-1", "A_TOKEN": "t"})
+    assert settings.slack.bot_token == "xoxb-1"
+    assert settings.connectors[0].credentials == {"token": "t"}
+    assert [c.name for c in settings.enabled_connectors()] == ["a"]
+    assert _problems(path, env={"SLACK_BOT_TOKEN": "x"}) == [
+        f"{path}: connectors[0].credentials.token: environment variable A_TOKEN is not set; "
+        "expected it to hold the value (export A_TOKEN=...)"
+    ]
+
+
+def test_duplicate_connector_names(tmp_path):
+    path = _write(
+        tmp_path,
+        '[[connectors]]\nname = "a"\ntype = "rss"\n[[connectors]]\nname = "a"\ntype = "file"\n',
+    )
+    assert any("connector name 'a' is used twice" in p for p in _problems(path))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    path = _write(tmp_path, "[database\n")
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}: not valid TOML")
+    missing = tmp_path / "nope.toml"
+    assert _problems(missing) == [f"{missing}: file not found"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(90, 90.0), ("90s", 90.0), ("15m", 900.0), ("2h", 7200.0), ("1d", 86400.0)],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+def test_defaults_need_no_file_and_use_the_bundled_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRIAGE_CONFIG", raising=False)
+    settings = load_settings(None)
+    assert settings == default_settings()
+    (sample,) = settings.connectors
+    assert sample.type == "file"
+    assert Path(sample.options["path"]).name == "mentions.jsonl"
+
+
+def test_example_config_is_valid_and_holds_no_literal_secrets():
+    text = EXAMPLE.read_text(encoding="utf-8")
+    env = {name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}", text)}
+    settings = load_settings(EXAMPLE, env=env)
+    assert settings.connectors
+    raw = tomllib.loads(text)
+    secrets = [
+        value
+        for connector in raw["connectors"]
+        for value in connector.get("credentials", {}).values()
+    ]
+    secrets += [raw["slack"][key] for key in ("bot_token", "app_token", "signing_secret")]
+    assert secrets
+    assert all(re.fullmatch(r"\$\{[A-Z0-9_]+\}", value) for value in secrets), secrets
