@@ -1,0 +1,97 @@
+"""The analyze stage: language, sentiment and urgency for a batch of texts, models loaded once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.language import LanguageDetectorService, LanguageResult
+from models.sentiment import SentimentModel, SentimentResult, get_sentiment_model
+from models.urgency import Signals, UrgencyResult, UrgencyScorer
+from triage.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisInput:
+    """The facts about one mention that the models and the score look at."""
+
+    text: str
+    title: str | None = None
+    rating: float | None = None
+    reach: int | None = None
+    engagement: int | None = None
+    author_handle: str | None = None
+    prior_contacts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisOutput:
+    language: LanguageResult
+    sentiment: SentimentResult
+    urgency: UrgencyResult
+
+
+class Analyzer:
+    """Scores mentions in batches; one instance per process holds the loaded models."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sentiment: SentimentModel | None = None,
+        language: LanguageDetectorService | None = None,
+        scorer: UrgencyScorer | None = None,
+    ):
+        models = settings.models
+        self.batch_size = models.batch_size
+        self.sentiment = sentiment or get_sentiment_model(
+            models.encoder,
+            models.sentiment_head,
+            max_length=models.max_length,
+            batch_size=models.batch_size,
+            threads=models.threads,
+        )
+        self.language = language or LanguageDetectorService(models.languages)
+        self.scorer = scorer or UrgencyScorer()
+        self.vip = {_handle_key(handle) for handle in settings.brand.vip_accounts}
+
+    @property
+    def version(self) -> str:
+        return self.sentiment.version
+
+    def analyze(self, items: Sequence[AnalysisInput]) -> list[AnalysisOutput]:
+        """Language, sentiment and urgency for each item, in input order."""
+        texts = [_model_text(item) for item in items]
+        languages = self.language.detect_many(texts)
+        sentiments = self.sentiment.predict(texts)
+        outputs = []
+        for item, text, language, sentiment in zip(
+            items, texts, languages, sentiments, strict=True
+        ):
+            signals = Signals(
+                text=text,
+                language=language.code,
+                p_negative=sentiment.probabilities["negative"],
+                p_positive=sentiment.probabilities["positive"],
+                rating=item.rating,
+                reach=item.reach,
+                engagement=item.engagement,
+                vip=_handle_key(item.author_handle) in self.vip if item.author_handle else False,
+                prior_contacts=item.prior_contacts,
+            )
+            outputs.append(AnalysisOutput(language, sentiment, self.scorer.score(signals)))
+        return outputs
+
+
+def _model_text(item: AnalysisInput) -> str:
+    # A review's title often carries the verdict ("Charged twice!"), so it is read with the body.
+    if item.title and item.title.strip() and item.title.strip() not in item.text:
+        return f"{item.title.strip()}. {item.text}"
+    return item.text
+
+
+def _handle_key(handle: str) -> str:
+    return handle.strip().lstrip("@").casefold()

@@ -1,0 +1,126 @@
+"""Template drafts per language and kind, with the SLA time frame and a concrete next step."""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+FALLBACK_LANGUAGE = "en"
+DRAFTED_KINDS = ("complaint", "question", "praise")
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    """What a draft is written from."""
+
+    kind: str  # complaint | question | praise
+    language: str
+    intents: tuple[str, ...]
+    author_name: str | None
+    author_handle: str | None
+    sla_seconds: float
+    brand: str
+    help_url: str
+    status_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class DraftText:
+    text: str
+    language: str
+    generator: str
+    note: str | None = None
+
+
+def plural_category(language: str, n: int) -> str:
+    """The CLDR plural category of a whole number in the language."""
+    if language == "pl":
+        if n == 1:
+            return "one"
+        if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+            return "few"
+        return "many"
+    if language == "lv":
+        if n % 10 == 0 or 11 <= n % 100 <= 19:
+            return "zero"
+        if n % 10 == 1 and n % 100 != 11:
+            return "one"
+        return "other"
+    if language in ("fr", "pt"):
+        return "one" if n in (0, 1) else "other"
+    return "one" if n == 1 else "other"
+
+
+@functools.cache
+def load_templates(language: str, directory: Path = TEMPLATES_DIR) -> dict[str, Any] | None:
+    path = directory / f"{language}.toml"
+    if not path.exists():
+        return None
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def available_languages(directory: Path = TEMPLATES_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.toml"))
+
+
+def time_frame(templates: dict[str, Any], language: str, seconds: float) -> str:
+    """ "within 2 hours" in the language, picking minutes, hours or days to read naturally."""
+    if seconds < 2 * 3600 and seconds % 3600:
+        n, unit = max(1, round(seconds / 60)), "minute"
+    elif seconds < 2 * 86400 and seconds % 86400:
+        n, unit = round(seconds / 3600), "hour"
+    else:
+        n, unit = round(seconds / 86400), "day"
+    forms: dict[str, str] = templates["time"][unit]
+    category = plural_category(language, n)
+    word = forms.get(category) or forms.get("other") or forms.get("many") or forms["one"]
+    return templates["time"]["within"].format(n=n, unit=word)
+
+
+def first_name(author_name: str | None, author_handle: str | None) -> str:
+    """The customer's first name when the profile gives one, else their handle."""
+    if author_name:
+        first = author_name.split()[0]
+        if any(ch.isalpha() for ch in first):
+            return first
+    if author_handle:
+        return author_handle.strip()
+    return ""
+
+
+def render_draft(request: DraftRequest) -> DraftText:
+    """A draft for a complaint, question or praise; other languages get English and a note."""
+    if request.kind not in DRAFTED_KINDS:
+        raise ValueError(f"no draft for kind {request.kind!r}; expected one of {DRAFTED_KINDS}")
+    language = request.language
+    templates = load_templates(language)
+    note = None
+    if templates is None:
+        templates = load_templates(FALLBACK_LANGUAGE)
+        assert templates is not None, "the English templates ship with triage"
+        note = (
+            f"The customer wrote in {language!r}, which has no templates yet: "
+            "this draft is in English; consider replying in their language."
+        )
+        language = FALLBACK_LANGUAGE
+    next_steps: dict[str, str] = templates["next_steps"]
+    step_key = next((i for i in request.intents if i in next_steps), "default")
+    values = {
+        "name": first_name(request.author_name, request.author_handle),
+        "brand": request.brand,
+        "within": time_frame(templates, language, request.sla_seconds),
+        "help_url": request.help_url,
+        "status_url": request.status_url,
+    }
+    values["next_step"] = next_steps[step_key].format(**values)
+    text = templates["templates"][request.kind].format(**values)
+    return DraftText(
+        text=" ".join(text.split()),
+        language=language,
+        generator=f"template:{request.kind}:{language}:{step_key}",
+        note=note,
+    )

@@ -1,0 +1,232 @@
+"""ingest -> analyze -> draft, in batches; every stage reads what the previous one stored."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from connectors.registry import build_connector
+from triage.analyze import AnalysisInput, Analyzer
+from triage.clock import utcnow
+from triage.config import ConnectorSettings, Settings
+from triage.drafts import DraftRequest, render_draft
+from triage.store import Analysis, Case, Draft, Mention, session_scope
+from triage.store.queries import (
+    cases_without_draft,
+    count_recent_by_author,
+    get_state,
+    record_run,
+    save_batch,
+    unanalyzed_mentions,
+)
+
+log = logging.getLogger(__name__)
+REPEAT_CONTACT_WINDOW = timedelta(days=7)
+
+
+@dataclass
+class IngestReport:
+    connector: str
+    new: int = 0
+    error: str | None = None
+    skipped: bool = False
+    consecutive_failures: int = 0
+
+
+@dataclass
+class ProcessReport:
+    analyzed: int = 0
+    cases: int = 0
+    drafts: int = 0
+
+
+@dataclass
+class RunReport:
+    ingests: list[IngestReport] = field(default_factory=list)
+    process: ProcessReport = field(default_factory=ProcessReport)
+
+
+class Pipeline:
+    """Runs the stages against one database; the analyzer is built on first use, once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        *,
+        analyzer_factory: Callable[[Settings], Analyzer] = Analyzer,
+    ):
+        self.settings = settings
+        self.engine = engine
+        self._analyzer_factory = analyzer_factory
+        self._analyzer: Analyzer | None = None
+        self._analyzer_lock = threading.Lock()
+        # Connectors run in parallel threads; analysis runs one batch at a time.
+        self._process_lock = threading.Lock()
+
+    @property
+    def analyzer(self) -> Analyzer:
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = self._analyzer_factory(self.settings)
+            return self._analyzer
+
+    def ingest(
+        self, connector: ConnectorSettings, *, stop: threading.Event | None = None
+    ) -> IngestReport:
+        """Fetch new mentions from one source; a failure is recorded, logged once, never raised."""
+        report = IngestReport(connector=connector.name)
+        with session_scope(self.engine) as session:
+            state = get_state(session, name=connector.name)
+            cursor, paused, failures_before = state.cursor, state.paused, state.consecutive_failures
+        if paused:
+            report.skipped = True
+            return report
+        try:
+            with build_connector(connector) as source:
+                for batch in source.fetch(cursor):
+                    with session_scope(self.engine) as session:
+                        report.new += save_batch(
+                            session,
+                            source=connector.name,
+                            mentions=batch.mentions,
+                            cursor=batch.cursor,
+                        )
+                    if stop is not None and stop.is_set():
+                        break
+        except Exception as exc:  # one failing source must never stop the others
+            report.error = f"{type(exc).__name__}: {exc}"
+        with session_scope(self.engine) as session:
+            state = record_run(session, name=connector.name, error=report.error)
+            report.consecutive_failures = state.consecutive_failures
+        _log_transition(connector.name, report, failures_before)
+        return report
+
+    def process(self, *, stop: threading.Event | None = None) -> ProcessReport:
+        """Analyze every new mention, open cases for those that need a human, draft replies."""
+        report = ProcessReport()
+        with self._process_lock:
+            chunk = self.settings.models.batch_size * 4
+            while not (stop is not None and stop.is_set()):
+                analyzed, cases = self._analyze_chunk(chunk)
+                if not analyzed:
+                    break
+                report.analyzed += analyzed
+                report.cases += cases
+            report.drafts = self._draft_all()
+        return report
+
+    def run_once(self, *, stop: threading.Event | None = None) -> RunReport:
+        """Poll every enabled connector once, then process what came in."""
+        run = RunReport()
+        for connector in self.settings.enabled_connectors():
+            run.ingests.append(self.ingest(connector, stop=stop))
+        run.process = self.process(stop=stop)
+        return run
+
+    def _analyze_chunk(self, limit: int) -> tuple[int, int]:
+        with session_scope(self.engine) as session:
+            mentions = unanalyzed_mentions(session, limit=limit)
+            if not mentions:
+                return 0, 0
+            inputs = [self._analysis_input(session, mention) for mention in mentions]
+            outputs = self.analyzer.analyze(inputs)
+            cases = 0
+            for mention, output in zip(mentions, outputs, strict=True):
+                probabilities = output.sentiment.probabilities
+                urgency = output.urgency
+                session.add(
+                    Analysis(
+                        mention_id=mention.id,
+                        language=output.language.code,
+                        language_confidence=output.language.confidence,
+                        sentiment=output.sentiment.label,
+                        p_negative=probabilities["negative"],
+                        p_neutral=probabilities["neutral"],
+                        p_positive=probabilities["positive"],
+                        complaint_probability=urgency.complaint_probability,
+                        kind=urgency.kind,
+                        intents=urgency.intents,
+                        urgency=urgency.score,
+                        priority=urgency.priority,
+                        escalate=urgency.escalate,
+                        reasons=urgency.reasons,
+                        model_version=self.analyzer.version[:128],
+                    )
+                )
+                if urgency.kind != "info":
+                    session.add(Case(mention_id=mention.id))
+                    cases += 1
+            return len(mentions), cases
+
+    def _analysis_input(self, session: Session, mention: Mention) -> AnalysisInput:
+        prior = 0
+        if mention.author_handle and mention.id is not None:
+            since = (mention.created_at or utcnow()) - REPEAT_CONTACT_WINDOW
+            prior = count_recent_by_author(
+                session,
+                platform=mention.platform,
+                handle=mention.author_handle,
+                since=since,
+                before_id=mention.id,
+            )
+        return AnalysisInput(
+            text=mention.text,
+            title=mention.title,
+            rating=mention.rating,
+            reach=mention.author_reach,
+            engagement=mention.engagement,
+            author_handle=mention.author_handle,
+            prior_contacts=prior,
+        )
+
+    def _draft_all(self) -> int:
+        drafted = 0
+        brand = self.settings.brand
+        while True:
+            with session_scope(self.engine) as session:
+                rows = cases_without_draft(session, limit=200)
+                for _case, mention, analysis in rows:
+                    draft = render_draft(
+                        DraftRequest(
+                            kind=analysis.kind,
+                            language=analysis.language,
+                            intents=tuple(analysis.intents or ()),
+                            author_name=mention.author_name,
+                            author_handle=mention.author_handle,
+                            sla_seconds=self.settings.sla.target(analysis.priority),
+                            brand=brand.name,
+                            help_url=brand.help_url,
+                            status_url=brand.status_url,
+                        )
+                    )
+                    session.add(
+                        Draft(
+                            mention_id=mention.id,
+                            language=draft.language,
+                            text=draft.text,
+                            generator=draft.generator,
+                            note=draft.note,
+                        )
+                    )
+                drafted += len(rows)
+            if len(rows) < 200:
+                return drafted
+
+
+def _log_transition(name: str, report: IngestReport, failures_before: int) -> None:
+    """Log when a connector starts failing and when it recovers, not on every run."""
+    if report.error and failures_before == 0:
+        log.warning("connector %s failed: %s", name, report.error)
+    elif report.error:
+        log.debug(
+            "connector %s still failing (%d): %s", name, report.consecutive_failures, report.error
+        )
+    elif failures_before:
+        log.info("connector %s recovered after %d failed runs", name, failures_before)
