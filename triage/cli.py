@@ -1,0 +1,313 @@
+"""The `triage` command: demo, once, run, queue, score, check-config, db upgrade, connectors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from triage import __version__
+from triage.config import ConfigError, ConnectorSettings, Settings, default_settings, load_settings
+
+app = typer.Typer(
+    help="triage: brand mentions ranked by urgency, with reply drafts, for social-care teams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+connectors_app = typer.Typer(help="Inspect connectors.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(connectors_app, name="connectors")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="config.toml to read (default: $TRIAGE_CONFIG, else ./config.toml, else built-in)",
+        envvar="TRIAGE_CONFIG",
+    ),
+]
+
+log = logging.getLogger("triage")
+
+
+def _console(file: TextIO | None = None) -> Console:
+    out = file or sys.stdout
+    # A pipe or CI log still deserves a readable table, not 80 cramped columns.
+    width = None if out.isatty() else int(os.environ.get("COLUMNS", 160))
+    return Console(file=out, width=width, soft_wrap=False)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as error:
+        for problem in error.problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(2) from None
+
+
+def _open_store(settings: Settings) -> sa.Engine:
+    from triage.store import make_engine, upgrade
+
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    return engine
+
+
+def _check_connector_settings(settings: Settings) -> list[str]:
+    from connectors.registry import check_connectors
+
+    return [f"{settings.source}: {problem}" for problem in check_connectors(settings.connectors)]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the configuration; exit 2 with one line per problem."""
+    settings = _settings(config)
+    problems = _check_connector_settings(settings)
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(2)
+    enabled = settings.enabled_connectors()
+    typer.echo(
+        f"{settings.source}: OK ({len(settings.connectors)} connectors, {len(enabled)} enabled; "
+        f"database {settings.database.url.split('://')[0]})"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply database migrations (also done on every start)."""
+    from triage.store.engine import current_revision
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@connectors_app.command("list")
+def connectors_list(config: ConfigOption = None) -> None:
+    """Configured connectors and their health."""
+    from rich.table import Table
+
+    from triage.store import session_scope
+    from triage.store.queries import connector_states
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    with session_scope(engine) as session:
+        states = connector_states(session)
+    table = Table(title="Connectors")
+    for column in ("name", "type", "enabled", "interval", "last success", "failures", "last error"):
+        table.add_column(column)
+    for connector in settings.connectors:
+        state = states.get(connector.name)
+        table.add_row(
+            connector.name,
+            connector.type,
+            "yes" if connector.enabled else "no",
+            f"{connector.interval:.0f}s",
+            f"{state.last_success_at:%Y-%m-%d %H:%M}" if state and state.last_success_at else "-",
+            str(state.consecutive_failures) if state else "0",
+            (state.last_error or "")[:80] if state else "",
+        )
+    _console().print(table)
+
+
+@connectors_app.command("test")
+def connectors_test(
+    name: Annotated[str, typer.Argument(help="The connector's name in config.toml.")],
+    config: ConfigOption = None,
+    show: Annotated[int, typer.Option(help="How many mentions to print.")] = 5,
+) -> None:
+    """Dry-run one connector: fetch its first page from scratch, store nothing."""
+    from connectors.registry import build_connector
+
+    settings = _settings(config)
+    connector = _connector_for(settings, name)
+    problems = _check_connector_settings(settings)
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(2)
+    try:
+        with build_connector(connector) as source:
+            batch = next(iter(source.fetch(None)), None)
+    except Exception as exc:
+        typer.echo(f"{name}: failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    mentions = batch.mentions if batch else []
+    typer.echo(f"{name}: OK, first page has {len(mentions)} mentions")
+    for mention in mentions[:show]:
+        typer.echo(
+            json.dumps({"id": mention.external_id, "text": mention.text[:200]}, ensure_ascii=False)
+        )
+
+
+def _report_run(run: Any) -> None:
+    for ingest in run.ingests:
+        if ingest.skipped:
+            log.info("%s: paused, skipped", ingest.connector)
+        elif ingest.error:
+            log.error("%s: failed: %s", ingest.connector, ingest.error)
+        else:
+            log.info("%s: %d new mentions", ingest.connector, ingest.new)
+    process = run.process
+    log.info(
+        "analyzed %d mentions, opened %d cases, wrote %d drafts",
+        process.analyzed,
+        process.cases,
+        process.drafts,
+    )
+
+
+@app.command()
+def once(config: ConfigOption = None) -> None:
+    """Poll every enabled connector once, analyze, draft, and exit."""
+    from triage.pipeline import Pipeline
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    run = Pipeline(settings, engine).run_once()
+    _report_run(run)
+    if run.ingests and all(ingest.error for ingest in run.ingests):
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Poll connectors on their schedules until SIGINT or SIGTERM."""
+    from triage.pipeline import Pipeline
+    from triage.scheduler import ConnectorScheduler
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    if not settings.enabled_connectors():
+        typer.echo(f"{settings.source}: no enabled connectors; nothing to run", err=True)
+        raise typer.Exit(2)
+    ConnectorScheduler(Pipeline(settings, engine)).run_forever()
+
+
+@app.command()
+def queue(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(help="How many cases to show.")] = 30,
+) -> None:
+    """Print the open queue, worst first."""
+    from triage.views import load_queue, print_queue
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    print_queue(load_queue(engine, limit=limit), _console())
+
+
+@contextmanager
+def _demo_database(db: Path | None) -> Iterator[str]:
+    if db is not None:
+        yield f"sqlite:///{db}"
+        return
+    with tempfile.TemporaryDirectory(prefix="triage-demo-") as directory:
+        yield f"sqlite:///{Path(directory) / 'demo.db'}"
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML queue.")] = Path("demo.html"),
+    db: Annotated[
+        Path | None, typer.Option(help="Keep the demo database here (default: a throwaway file).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many cases to print.")] = 25,
+) -> None:
+    """Run the whole flow on the bundled sample mentions: no credentials, no network."""
+    from triage.pipeline import Pipeline
+    from triage.views import load_queue, print_queue, render_queue_html
+
+    with _demo_database(db) as url:
+        settings = default_settings(url)
+        engine = _open_store(settings)
+        run = Pipeline(settings, engine).run_once()
+        _report_run(run)
+        rows = load_queue(engine, limit=1000)
+        print_queue(rows[:limit], _console())
+        out.write_text(render_queue_html(rows, brand=settings.brand.name), encoding="utf-8")
+        engine.dispose()
+    typer.echo(f"Wrote {out} ({len(rows)} open cases with drafts).")
+
+
+@app.command()
+def score(
+    in_: Annotated[Path, typer.Option("--in", help="JSONL or CSV with a text column.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="JSONL to write (default: standard output).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a file of texts: language, sentiment, complaint, urgency, priority and reasons."""
+    from triage.scoring import score_file
+
+    settings = _settings(config)
+    if not in_.exists():
+        typer.echo(f"{in_}: file not found", err=True)
+        raise typer.Exit(2)
+    with open(out, "w", encoding="utf-8") if out else _stdout() as sink:
+        counts = score_file(settings, in_, sink, progress=sys.stderr.isatty())
+    log.info("scored %d rows (%d skipped)", counts.scored, counts.skipped)
+
+
+@contextmanager
+def _stdout() -> Iterator[TextIO]:
+    yield sys.stdout
+
+
+def _connector_for(settings: Settings, name: str) -> ConnectorSettings:
+    try:
+        return settings.connector(name)
+    except KeyError:
+        known = ", ".join(c.name for c in settings.connectors) or "none"
+        typer.echo(
+            f"{settings.source}: no connector named {name!r} (configured: {known})", err=True
+        )
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
