@@ -73,3 +73,18 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    """The real models, loaded once per test session."""
+    from triage.analyze import Analyzer
+    from triage.config import default_settings
+
+    return Analyzer(default_settings())
+
+
+def write_jsonl(path, rows) -> None:
+    import json
+
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")

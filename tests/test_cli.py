@@ -1,0 +1,144 @@
+"""The CLI end to end, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+REPO = Path(__file__).parent.parent
+EXPECTED_DURATION = 'expected e.g. 90, "90s", "15m", "2h" or "1d"'
+
+
+def triage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", **(env or {})}
+    environment.pop("TRIAGE_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_check_config_reports_every_problem_and_exits_2(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[sla]\nP2 = "later"\n[[connectors]]\nname = "feed"\ntype = "rss"\n'
+        '[[connectors]]\nname = "x"\ntype = "telepathy"\n',
+        encoding="utf-8",
+    )
+    result = triage("check-config", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"{config}: sla.P2: 'later' is not a duration; " + EXPECTED_DURATION]
+
+    config.write_text(
+        '[[connectors]]\nname = "feed"\ntype = "rss"\n'
+        '[[connectors]]\nname = "x"\ntype = "telepathy"\n',
+        encoding="utf-8",
+    )
+    result = triage("check-config", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    problems = result.stderr.strip().splitlines()
+    assert any(
+        p.startswith(f"{config}: connectors[feed].options.url: required option is missing")
+        for p in problems
+    )
+    assert any(
+        p.startswith(f"{config}: connectors[x].type: unknown connector type 'telepathy'")
+        for p in problems
+    )
+
+
+def test_check_config_accepts_the_example(tmp_path):
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    env = {name: "dummy" for name in __import__("re").findall(r"\$\{([A-Z0-9_]+)\}", text)}
+    result = triage(
+        "check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK (3 connectors, 2 enabled" in result.stdout
+
+
+@pytest.mark.model
+def test_demo_runs_the_whole_flow_offline(tmp_path):
+    out = tmp_path / "queue.html"
+    result = triage("demo", "--out", str(out), "--db", str(tmp_path / "demo.db"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Open queue" in result.stdout
+    assert "P1" in result.stdout
+    html = out.read_text(encoding="utf-8")
+    assert html.count('class="card P') >= 40
+    assert "Draft reply" in html
+    assert "<script" not in html.lower()
+
+    # The queue command reads the same database, worst first.
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "demo.db"}"\n', encoding="utf-8")
+    queue = triage("queue", "--config", str(config), "--limit", "5", cwd=tmp_path)
+    assert queue.returncode == 0, queue.stderr
+    priorities = [
+        line.split("│")[1].strip() for line in queue.stdout.splitlines() if line.startswith("│ P")
+    ]
+    assert priorities and priorities == sorted(priorities)
+
+
+@pytest.mark.model
+def test_score_streams_jsonl_and_skips_bad_rows(tmp_path):
+    source = tmp_path / "in.jsonl"
+    write_jsonl(
+        source,
+        [
+            {"id": "a", "text": "Pobraliście mi dwa razy opłatę za abonament, oddajcie pieniądze!"},
+            {
+                "id": "b",
+                "text": "Merci beaucoup pour la livraison rapide, super service !",
+                "rating": 5,
+            },
+            {"id": "c", "text": ""},
+            {
+                "id": "d",
+                "text": "My account was hacked and someone ordered a phone",
+                "followers": 25000,
+            },
+        ],
+    )
+    with source.open("a", encoding="utf-8") as handle:
+        handle.write("{not json\n")
+    out = tmp_path / "out.jsonl"
+    result = triage("score", "--in", str(source), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert set(records) == {"a", "b", "d"}
+    assert records["a"]["language"] == "pl" and records["a"]["sentiment"] == "negative"
+    assert records["b"]["language"] == "fr" and records["b"]["sentiment"] == "positive"
+    assert records["d"]["priority"] == "P1" and "25k followers" in records["d"]["reasons"]
+    for record in records.values():
+        assert set(record) >= {
+            "language",
+            "sentiment",
+            "probabilities",
+            "complaint_probability",
+            "urgency",
+            "priority",
+            "reasons",
+        }
+        assert abs(sum(record["probabilities"].values()) - 1) < 1e-3
+
+    csv_source = tmp_path / "in.csv"
+    csv_source.write_text(
+        'id,text,rating\nx,"Still waiting for my refund, third week now",1\n', "utf-8"
+    )
+    result = triage("score", "--in", str(csv_source), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["id"] == "x" and "1-star review" in record["reasons"]

@@ -1,0 +1,139 @@
+"""The pipeline and scheduler on the real store and the real models."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlmodel import select
+
+from tests.conftest import write_jsonl
+from triage.config import ConnectorSettings, Settings
+from triage.pipeline import Pipeline
+from triage.scheduler import ConnectorScheduler, backoff_seconds
+from triage.store import Analysis, Case, Draft, Mention, make_engine, session_scope, upgrade
+from triage.store.queries import get_state, open_queue
+
+ROWS = [
+    {
+        "id": "1",
+        "platform": "x",
+        "text": "@kestrel_help you charged me twice this month and nobody answers. Refund now!",
+        "author": "Anna Smith",
+        "handle": "@anna",
+        "followers": 120,
+    },
+    {
+        "id": "2",
+        "platform": "x",
+        "text": "Thank you @kestrel, the new phone is brilliant and delivery was so fast!",
+        "author": "Tom",
+        "handle": "@tom",
+    },
+    {
+        "id": "3",
+        "platform": "rss",
+        "text": "Kestrel announces its quarterly results and a new store opening in Riga.",
+    },
+    {
+        "id": "4",
+        "platform": "trustpilot",
+        "text": "My phone battery is swelling and got really hot while charging. Is this safe?",
+        "author": "Marek",
+        "rating": 1,
+    },
+]
+
+
+def _settings(url: str, *connectors: ConnectorSettings) -> Settings:
+    return Settings.model_validate(
+        {"database": {"url": url}, "connectors": [c.model_dump() for c in connectors]}
+    )
+
+
+def _file(name: str, path) -> ConnectorSettings:
+    return ConnectorSettings(name=name, type="file", interval=60, options={"path": str(path)})
+
+
+@pytest.fixture
+def pipeline_factory(db_url, analyzer):
+    engines = []
+
+    def build(*connectors: ConnectorSettings) -> Pipeline:
+        engine = make_engine(db_url)
+        upgrade(engine)
+        engines.append(engine)
+        return Pipeline(
+            _settings(db_url, *connectors), engine, analyzer_factory=lambda _s: analyzer
+        )
+
+    yield build
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.mark.model
+def test_run_once_stores_analyzes_opens_cases_and_drafts(tmp_path, pipeline_factory):
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    pipeline = pipeline_factory(_file("imports", tmp_path / "in.jsonl"))
+    run = pipeline.run_once()
+    assert [(i.connector, i.new, i.error) for i in run.ingests] == [("imports", 4, None)]
+    assert run.process.analyzed == 4
+
+    with session_scope(pipeline.engine) as session:
+        analyses = {
+            m.external_id: a
+            for m, a in session.exec(select(Mention, Analysis).join(Analysis)).all()
+        }
+        assert analyses["1"].kind == "complaint"
+        assert "mentions a billing problem" in analyses["1"].reasons
+        assert analyses["2"].kind == "praise" and analyses["2"].priority == "P4"
+        assert analyses["3"].kind == "info"
+        assert analyses["4"].priority == "P1" and analyses["4"].escalate
+        queue = open_queue(session)
+        # News opens no case; the safety issue is on top; every case has a draft.
+        assert queue[0][1].external_id == "4"
+        assert {m.external_id for _c, m, _a, _d in queue} == {"1", "2", "4"}
+        assert all(d is not None and d.text for _c, _m, _a, d in queue)
+        assert "Anna" in next(d.text for _c, m, _a, d in queue if m.external_id == "1")
+
+    # Running again finds nothing new and duplicates nothing.
+    again = pipeline.run_once()
+    assert again.ingests[0].new == 0 and again.process.analyzed == 0
+    with session_scope(pipeline.engine) as session:
+        assert len(session.exec(select(Case)).all()) == 3
+        assert len(session.exec(select(Draft)).all()) == 3
+
+
+@pytest.mark.model
+def test_a_failing_connector_never_stops_the_others(tmp_path, pipeline_factory, caplog):
+    write_jsonl(tmp_path / "good.jsonl", ROWS[:2])
+    broken = _file("broken", tmp_path / "missing.jsonl")
+    pipeline = pipeline_factory(broken, _file("good", tmp_path / "good.jsonl"))
+    scheduler = ConnectorScheduler(pipeline)
+
+    with caplog.at_level(logging.INFO, logger="triage"):
+        failed = scheduler.run_connector("broken")
+        failed_again = scheduler.run_connector("broken")
+        good = scheduler.run_connector("good")
+    assert failed.error and failed_again.consecutive_failures == 2
+    assert good.error is None and good.new == 2
+    # Logged when it started failing, not on every run.
+    assert sum("connector broken failed" in r.getMessage() for r in caplog.records) == 1
+
+    with session_scope(pipeline.engine) as session:
+        assert get_state(session, name="broken").consecutive_failures == 2
+        assert len(session.exec(select(Analysis)).all()) == 2
+
+    write_jsonl(tmp_path / "missing.jsonl", ROWS[2:])
+    with caplog.at_level(logging.INFO, logger="triage"):
+        recovered = scheduler.run_connector("broken")
+    assert recovered.error is None and recovered.new == 2
+    assert any("connector broken recovered" in r.getMessage() for r in caplog.records)
+
+
+def test_backoff_grows_and_is_capped():
+    assert backoff_seconds(300, 0) == 300
+    assert backoff_seconds(300, 1) == 300
+    assert backoff_seconds(300, 3) == 1200
+    assert backoff_seconds(300, 30) == 6 * 3600
