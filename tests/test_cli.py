@@ -142,3 +142,48 @@ def test_score_streams_jsonl_and_skips_bad_rows(tmp_path):
     assert result.returncode == 0, result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["id"] == "x" and "1-star review" in record["reasons"]
+
+
+@pytest.mark.model
+def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    write_jsonl(
+        tmp_path / "in.jsonl", [{"id": str(i), "text": f"Where is my order {i}?"} for i in range(5)]
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "run.db"}"\n'
+        f'[[connectors]]\nname = "imports"\ntype = "file"\ninterval = "1h"\n'
+        f'options = {{ path = "{tmp_path / "in.jsonl"}" }}\n',
+        encoding="utf-8",
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triage", "run", "--config", str(config)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        analyzed = 0
+        while time.monotonic() < deadline and analyzed < 5 and process.poll() is None:
+            time.sleep(1)
+            if (tmp_path / "run.db").exists():
+                with sqlite3.connect(tmp_path / "run.db") as db:
+                    tables = {r[0] for r in db.execute("select name from sqlite_master")}
+                    if "analysis" in tables:
+                        analyzed = db.execute("select count(*) from analysis").fetchone()[0]
+        assert analyzed == 5, process.stderr.read() if process.poll() is not None else "timed out"
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "received SIGTERM" in err and "scheduler stopped" in err

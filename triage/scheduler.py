@@ -66,7 +66,14 @@ class ConnectorScheduler:
         report = self.pipeline.ingest(connector, stop=self.stop_event)
         if report.new and not self.stop_event.is_set():
             try:
-                self.pipeline.process(stop=self.stop_event)
+                processed = self.pipeline.process(stop=self.stop_event)
+                log.info(
+                    "%s: %d new mentions, %d analyzed, %d cases opened",
+                    name,
+                    report.new,
+                    processed.analyzed,
+                    processed.cases,
+                )
             except Exception:
                 log.exception("processing after %s failed", name)
         if report.error and not self.stop_event.is_set():
