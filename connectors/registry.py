@@ -1,0 +1,56 @@
+"""Connector type names, as written in config.toml, mapped to their classes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from connectors.base import Connector
+from connectors.file import FileConnector
+from connectors.rss import RssConnector
+from triage.config import ConfigError, ConnectorSettings
+
+# A new connector adds its class here; the key is its `type` attribute.
+_CONNECTORS: tuple[type[Connector], ...] = (FileConnector, RssConnector)
+
+
+def connector_types() -> dict[str, type[Connector]]:
+    """Every known connector class by its type name."""
+    return {cls.type: cls for cls in _CONNECTORS}
+
+
+def build_connector(
+    settings: ConnectorSettings,
+    *,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> Connector:
+    """The connector for one settings block; ConfigError for an unknown type or bad settings."""
+    cls = connector_types().get(settings.type)
+    if cls is None:
+        raise ConfigError([_unknown_type(settings)])
+    return cls(settings, client=client, sleep=sleep)
+
+
+def check_connectors(settings_list: Iterable[ConnectorSettings]) -> list[str]:
+    """Problems in every connector block, for `triage check-config`; disabled ones only by type."""
+    types = connector_types()
+    problems: list[str] = []
+    for settings in settings_list:
+        cls = types.get(settings.type)
+        if cls is None:
+            problems.append(_unknown_type(settings))
+        elif settings.enabled:
+            problems.extend(cls.check_settings(settings))
+    return problems
+
+
+def _unknown_type(settings: ConnectorSettings) -> str:
+    known = ", ".join(sorted(connector_types()))
+    return (
+        f"connectors[{settings.name}].type: unknown connector type {settings.type!r}; "
+        f"expected one of {known}"
+    )
