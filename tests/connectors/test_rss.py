@@ -38,8 +38,15 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def connector(sleep: Sleeps | None = None, **options: Any) -> RssConnector:
-    settings = ConnectorSettings(name="alerts", type="rss", options={"url": FEED_URL, **options})
+def connector(
+    sleep: Sleeps | None = None, credentials: dict[str, str] | None = None, **options: Any
+) -> RssConnector:
+    settings = ConnectorSettings(
+        name="alerts",
+        type="rss",
+        options={"url": FEED_URL, **options},
+        credentials=credentials or {},
+    )
     return RssConnector(settings, sleep=sleep if sleep is not None else Sleeps())
 
 
@@ -169,6 +176,20 @@ def test_unauthorized_is_fatal_and_says_what_to_fix() -> None:
     assert sleeps == []
 
 
+@pytest.mark.parametrize(
+    ("credentials", "authorization"),
+    [
+        ({"username": "kestrel", "password": "pa:ss"}, "Basic a2VzdHJlbDpwYTpzcw=="),
+        ({"token": "t0k3n"}, "Bearer t0k3n"),
+    ],
+)
+@respx.mock
+def test_private_feeds_send_credentials(credentials: dict[str, str], authorization: str) -> None:
+    route = respx.get(FEED_URL).mock(return_value=httpx.Response(200, content=fixture("atom.xml")))
+    fetch(connector(credentials=credentials))
+    assert route.calls.last.request.headers["Authorization"] == authorization
+
+
 @respx.mock
 def test_malformed_entries_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     feed = with_item(
@@ -291,4 +312,27 @@ def test_check_settings_wants_a_web_url_and_a_duration() -> None:
         "expected the feed URL (http:// or https://)",
         "connectors[alerts].options.overlap: 'soon' is not a duration; "
         'expected e.g. 90, "90s", "15m", "2h" or "1d"',
+    ]
+
+
+def test_check_settings_wants_credentials_that_fit_together() -> None:
+    def check(**credentials: str) -> list[str]:
+        settings = ConnectorSettings(
+            name="partner", type="rss", options={"url": FEED_URL}, credentials=credentials
+        )
+        return RssConnector.check_settings(settings)
+
+    assert check(username="kestrel", password="secret") == []
+    assert check(token="t") == []
+    assert check(username="kestrel") == [
+        "connectors[partner].credentials.password: required with username; "
+        "expected the HTTP basic-auth password, with username"
+    ]
+    assert check(token="t", username="u", password="p") == [
+        "connectors[partner].credentials: both a token and a username/password are set; "
+        "expected one or the other"
+    ]
+    assert check(apikey="k") == [
+        "connectors[partner].credentials.apikey: unknown credential; "
+        "expected password, token, username"
     ]
