@@ -193,10 +193,11 @@ def test_send_backs_off_exponentially_on_server_errors() -> None:
 def test_send_retries_timeouts_and_gives_up_with_transient_error() -> None:
     route = respx.get(URL).mock(side_effect=httpx.ReadTimeout("slow"))
     sleeps = Sleeps()
-    with make_client() as client, pytest.raises(TransientError, match="timed out"):
+    with make_client() as client, pytest.raises(TransientError, match="timed out") as caught:
         send(client, client.build_request("GET", URL), policy=FAST, sleep=sleeps)
     assert route.call_count == FAST.max_attempts
     assert sleeps == [1.0, 2.0]
+    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
 
 
 @respx.mock

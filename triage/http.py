@@ -247,6 +247,7 @@ def send(
     attempt = 0
     while True:
         attempt += 1
+        cause: Exception | None = None
         try:
             response = client.send(request)
         except httpx.HTTPError as exc:
@@ -254,7 +255,7 @@ def send(
             if rule is None:
                 raise
             error: ConnectorError = rule.error(f"{where}: {rule.hint} ({exc})")
-            wait = None
+            cause, wait = exc, None
         else:
             rule = classify(response.status_code)
             if rule is None:
@@ -263,9 +264,8 @@ def send(
             wait = server_wait(response)
 
         if not rule.error.retriable or attempt >= policy.max_attempts:
-            if wait is not None:
-                error.retry_after = wait
-            raise error
+            error.retry_after = wait
+            raise error from cause
         if wait is not None and wait > policy.max_delay:
             # Sleeping less than the server asked only earns another refusal: let the
             # scheduler come back later instead of holding the job.
