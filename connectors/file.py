@@ -173,6 +173,12 @@ def row_to_mention(row: Mapping[str, Any], *, source: str) -> NewMention:
         raise PayloadError("no text")
     if not isinstance(text, str):
         raise PayloadError(f"text must be a string, got {type(text).__name__}")
+    # A JSON escape such as "\ud83d" on its own decodes, but no database can store it.
+    broken = [
+        key for key, value in row.items() if isinstance(value, str) and _has_surrogates(value)
+    ]
+    if broken:
+        raise PayloadError(f"{', '.join(broken)}: not valid Unicode (an unpaired surrogate)")
     platform = _string(row, "platform") or FileConnector.platform
     author = _string(row, "author")
     handle = _string(row, "handle")
@@ -208,7 +214,7 @@ def stable_id(
         handle or "",
         created_at.isoformat() if created_at else "",
     )
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def _jsonl_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record]:
@@ -223,7 +229,7 @@ def _jsonl_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record
         try:
             value = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
         except UnicodeDecodeError as exc:
-            record.error = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            record.error = f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1} of the line)"
         except ValueError as exc:
             # Probably a writer still appending this line: the caller leaves it for the next run.
             record.incomplete = not raw.endswith(b"\n")

@@ -200,6 +200,30 @@ def test_incomplete_last_jsonl_line_waits_for_the_next_run(
     assert [m.external_id for m in mentions(list(source.fetch(batches[-1].cursor)))] == ["b"]
 
 
+def test_undecodable_text_is_refused_rather_than_stored_mangled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jsonl_path = tmp_path / "odd.jsonl"
+    jsonl_path.write_bytes(
+        b'{"id": "a", "text": "half an emoji \\ud83d"}\n'
+        b'{"id": "b", "text": "caf\xe9 in latin-1"}\n'
+        b'{"id": "c", "text": "fine \\ud83d\\udcf1"}\n'
+    )
+    csv_path = tmp_path / "odd.csv"
+    csv_path.write_bytes(b"id,text\nd,caf\xe9 in latin-1\ne,fine\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        from_jsonl = mentions(list(connector(jsonl_path).fetch(None)))
+        from_csv = mentions(list(connector(csv_path).fetch(None)))
+    assert [(m.external_id, m.text) for m in from_jsonl] == [("c", "fine 📱")]
+    assert [m.external_id for m in from_csv] == ["e"]
+    assert skipped(caplog) == [
+        f"skipped {jsonl_path}:1: text: not valid Unicode (an unpaired surrogate)",
+        f"skipped {jsonl_path}:2: not valid UTF-8 "
+        "(invalid continuation byte at byte 25 of the line)",
+        f"skipped {csv_path}:2: not valid UTF-8",
+    ]
+
+
 def test_format_option_overrides_the_suffix_and_bom_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "export.txt"
     path.write_bytes("\ufeffID,Text\nr-1,Kestrel réseau en panne\n".encode())
