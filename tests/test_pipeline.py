@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
+import httpx
 import pytest
+import respx
 from sqlmodel import select
 
+from connectors.registry import build_connector
 from tests.conftest import write_jsonl
+from triage.clock import utcnow
 from triage.config import ConnectorSettings, Settings
 from triage.pipeline import Pipeline
 from triage.scheduler import ConnectorScheduler, backoff_seconds
@@ -56,15 +61,19 @@ def _file(name: str, path) -> ConnectorSettings:
 
 
 @pytest.fixture
-def pipeline_factory(db_url, analyzer):
+def pipeline_factory(db_url, request):
     engines = []
 
     def build(*connectors: ConnectorSettings) -> Pipeline:
         engine = make_engine(db_url)
         upgrade(engine)
         engines.append(engine)
+        # The real models load only when a test has mentions to analyze; retries never sleep.
         return Pipeline(
-            _settings(db_url, *connectors), engine, analyzer_factory=lambda _s: analyzer
+            _settings(db_url, *connectors),
+            engine,
+            analyzer_factory=lambda _s: request.getfixturevalue("analyzer"),
+            connector_factory=partial(build_connector, sleep=lambda _seconds: None),
         )
 
     yield build
@@ -137,3 +146,31 @@ def test_backoff_grows_and_is_capped():
     assert backoff_seconds(300, 1) == 300
     assert backoff_seconds(300, 3) == 1200
     assert backoff_seconds(300, 30) == 6 * 3600
+
+
+@pytest.mark.parametrize(
+    ("response", "expected_delay"),
+    [
+        (httpx.Response(429, headers={"Retry-After": "7200"}), 7200),
+        (httpx.Response(401), 6 * 3600),
+        (httpx.Response(503), 60),
+    ],
+)
+def test_failures_push_the_next_poll_back(pipeline_factory, response, expected_delay):
+    feed = ConnectorSettings(
+        name="feed", type="rss", interval=60, options={"url": "https://feeds.example/kestrel.rss"}
+    )
+    pipeline = pipeline_factory(feed)
+    scheduler = ConnectorScheduler(pipeline)
+    scheduler.start(paused=True)
+    try:
+        with respx.mock(assert_all_called=False) as mock:
+            mock.get("https://feeds.example/kestrel.rss").mock(return_value=response)
+            before = utcnow()
+            report = scheduler.run_connector("feed")
+        assert report.error and report.new == 0
+        next_run = scheduler._scheduler.get_job("feed").next_run_time
+        delay = (next_run - before).total_seconds()
+        assert expected_delay - 1 <= delay <= expected_delay + 2
+    finally:
+        scheduler.stop()

@@ -11,11 +11,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from connectors.base import Connector
 from connectors.registry import build_connector
 from triage.analyze import AnalysisInput, Analyzer
 from triage.clock import utcnow
 from triage.config import ConnectorSettings, Settings
 from triage.drafts import DraftRequest, render_draft
+from triage.http import AuthError, ConnectorError
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 from triage.store.queries import (
     cases_without_draft,
@@ -37,6 +39,8 @@ class IngestReport:
     error: str | None = None
     skipped: bool = False
     consecutive_failures: int = 0
+    retry_after: float | None = None  # what the platform asked us to wait
+    needs_credentials: bool = False  # retrying cannot help until someone fixes them
 
 
 @dataclass
@@ -61,10 +65,12 @@ class Pipeline:
         engine: sa.Engine,
         *,
         analyzer_factory: Callable[[Settings], Analyzer] = Analyzer,
+        connector_factory: Callable[[ConnectorSettings], Connector] = build_connector,
     ):
         self.settings = settings
         self.engine = engine
         self._analyzer_factory = analyzer_factory
+        self._connector_factory = connector_factory
         self._analyzer: Analyzer | None = None
         self._analyzer_lock = threading.Lock()
         # Connectors run in parallel threads; analysis runs one batch at a time.
@@ -89,7 +95,7 @@ class Pipeline:
             report.skipped = True
             return report
         try:
-            with build_connector(connector) as source:
+            with self._connector_factory(connector) as source:
                 for batch in source.fetch(cursor):
                     with session_scope(self.engine) as session:
                         report.new += save_batch(
@@ -102,6 +108,9 @@ class Pipeline:
                         break
         except Exception as exc:  # one failing source must never stop the others
             report.error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ConnectorError):
+                report.retry_after = exc.retry_after
+                report.needs_credentials = isinstance(exc, AuthError)
         with session_scope(self.engine) as session:
             state = record_run(session, name=connector.name, error=report.error)
             report.consecutive_failures = state.consecutive_failures

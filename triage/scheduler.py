@@ -43,7 +43,7 @@ class ConnectorScheduler:
         )
         self._connectors = {connector.name: connector for connector in connectors}
 
-    def start(self) -> None:
+    def start(self, *, paused: bool = False) -> None:
         now = utcnow()
         for index, connector in enumerate(self._connectors.values()):
             self._scheduler.add_job(
@@ -57,7 +57,7 @@ class ConnectorScheduler:
                 # Stagger the first polls so sources don't all start in the same second.
                 next_run_time=now + timedelta(seconds=index * 2 + random.uniform(0, 1)),
             )
-        self._scheduler.start()
+        self._scheduler.start(paused=paused)
         log.info("scheduler started with %d connectors", len(self._connectors))
 
     def run_connector(self, name: str) -> IngestReport:
@@ -78,6 +78,10 @@ class ConnectorScheduler:
                 log.exception("processing after %s failed", name)
         if report.error and not self.stop_event.is_set():
             delay = backoff_seconds(connector.interval, report.consecutive_failures)
+            if report.needs_credentials:
+                delay = MAX_BACKOFF_SECONDS
+            elif report.retry_after:
+                delay = max(delay, report.retry_after)
             job = self._scheduler.get_job(name)
             if job is not None:
                 job.modify(next_run_time=utcnow() + timedelta(seconds=delay))
