@@ -138,3 +138,12 @@ def test_example_config_is_valid_and_holds_no_literal_secrets():
     secrets += [raw["slack"][key] for key in ("bot_token", "app_token", "signing_secret")]
     assert secrets
     assert all(re.fullmatch(r"\$\{[A-Z0-9_]+\}", value) for value in secrets), secrets
+
+
+def test_relative_file_paths_are_read_from_the_config_folder(tmp_path):
+    path = _write(
+        tmp_path,
+        '[[connectors]]\nname = "a"\ntype = "file"\noptions = { path = "data/in.jsonl" }\n',
+    )
+    settings = load_settings(path, env={})
+    assert settings.connectors[0].options["path"] == str(tmp_path / "data" / "in.jsonl")

@@ -213,6 +213,7 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{name}: not valid TOML: {exc}"]) from None
 
+    _resolve_relative_paths(data, file.parent)
     problems: list[str] = []
     environment = env if env is not None else dict(os.environ)
     data = _substitute_env(data, environment, data, (), problems, name)
@@ -224,6 +225,16 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
     if problems:
         raise ConfigError(problems)
     return settings.model_copy(update={"source": name})
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """A connector's `path` option is relative to the config file, not to where triage runs."""
+    for connector in data.get("connectors", []) if isinstance(data.get("connectors"), list) else []:
+        options = connector.get("options") if isinstance(connector, dict) else None
+        if isinstance(options, dict) and isinstance(options.get("path"), str):
+            path = Path(options["path"]).expanduser()
+            if not path.is_absolute() and "${" not in options["path"]:
+                options["path"] = str(base / path)
 
 
 def _substitute_env(
