@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -595,6 +595,11 @@ class Encoder:
             self._model = AutoModel.from_pretrained(name_or_path)
         self._model.eval()
         self.dim: int = int(self._model.config.hidden_size)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer (without the "query: " prefix, which embed() adds)."""
+        return self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed `texts` as an (n, dim) float32 array of unit vectors, in input order."""
