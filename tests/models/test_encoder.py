@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -216,8 +217,6 @@ def test_tokenizer_matches_the_engine_reference(encoder: Encoder) -> None:
 def test_bundled_folder_is_verified_and_shaped_like_e5_small(encoder: Encoder) -> None:
     folder = bundled_model_dir()
     source = bundled_source_file()
-    import hashlib
-
     assert verify_model_dir(folder, hashlib.sha256(source.read_bytes()).hexdigest()) is None
     config = json.loads((folder / "config.json").read_text())
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 12
