@@ -83,7 +83,8 @@ class CueSet:
 
 
 def normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
+    # NFKC keeps typographic apostrophes, and customers type "can’t" as often as "can't".
+    return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
 
 
 def _pattern(cue: str) -> re.Pattern[str]:
@@ -197,8 +198,15 @@ class UrgencyScorer:
         priority = "P1" if escalations else _band(score, w.bands)
         if kind == "praise" and not escalations:
             priority = "P4"
+        elif kind == "complaint" and priority == "P4":
+            priority = "P3"  # a complaint always gets a human's attention within the day
         reasons = [f"escalate: {i.reason}" for i in escalations]
-        reasons += [reason for value, reason in sorted(points, key=lambda p: -p[0]) if value >= 1]
+        escalated = {i.reason for i in escalations}
+        reasons += [
+            reason
+            for value, reason in sorted(points, key=lambda p: -p[0])
+            if value >= 1 and reason not in escalated
+        ]
         if kind == "praise":
             reasons.append("praise: thank-you")
         return UrgencyResult(

@@ -28,7 +28,7 @@ class QueueRow:
     @property
     def author(self) -> str:
         parts = [self.mention.author_name or "", self.mention.author_handle or ""]
-        return " ".join(part for part in parts if part) or "unknown"
+        return " ".join(dict.fromkeys(part for part in parts if part)) or "unknown"
 
     @property
     def excerpt(self) -> str:

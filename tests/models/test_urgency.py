@@ -1,0 +1,114 @@
+"""The explainable urgency score on the real cue lists (no model: probabilities are given)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.urgency import Signals, UrgencyScorer
+
+
+@pytest.fixture(scope="module")
+def scorer() -> UrgencyScorer:
+    return UrgencyScorer()
+
+
+def _score(scorer, text, language="en", p_negative=0.3, p_positive=0.3, **facts):
+    return scorer.score(
+        Signals(text=text, language=language, p_negative=p_negative, p_positive=p_positive, **facts)
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("en", "You charged me twice this month"),
+        ("pl", "Pobraliście mi dwa razy opłatę"),
+        ("lv", "Jūs divreiz noņēmāt naudu"),
+        ("pt", "Vocês cobraram duas vezes"),
+        ("es", "Me cobraron dos veces"),
+        ("de", "Ihr habt doppelt abgebucht"),
+        ("fr", "Vous m'avez débité deux fois"),
+    ],
+)
+def test_charged_twice_is_a_billing_complaint_in_every_language(scorer, language, text):
+    result = _score(scorer, text, language)
+    assert result.kind == "complaint"
+    assert "billing" in result.intents
+    assert "mentions a billing problem" in result.reasons
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "reason"),
+    [
+        ("pl", "Zgłaszam sprawę do UOKiK", "escalate: legal threat"),
+        ("en", "My battery is swelling and the phone is smoking", "escalate: safety risk"),
+        (
+            "en",
+            "Someone hacked my account and did a SIM swap",
+            "escalate: account security: possible fraud or hack",
+        ),
+    ],
+)
+def test_escalations_are_always_p1_with_the_reason_once(scorer, language, text, reason):
+    result = _score(scorer, text, language, p_negative=0.1)
+    assert result.priority == "P1" and result.escalate and result.score >= 90
+    assert result.reasons[0] == reason
+    assert reason.removeprefix("escalate: ") not in result.reasons
+
+
+def test_sarcasm_with_a_complaint_cue_is_a_complaint(scorer):
+    result = _score(scorer, "Great, lost my parcel again 🙃", p_negative=0.1, p_positive=0.8)
+    assert result.kind == "complaint" and result.priority == "P3"
+    assert "delivery problem" in result.reasons
+
+
+def test_negation_cancels_anger_but_not_complaints(scorer):
+    assert "anger" not in _score(scorer, "not bad at all, honestly").intents
+    assert "login" in _score(scorer, "I can’t log in since the update").intents
+
+
+def test_praise_is_a_low_priority_thank_you(scorer):
+    result = _score(scorer, "Thank you, love the new phone!", p_negative=0.02, p_positive=0.95)
+    assert (result.kind, result.priority) == ("praise", "P4")
+    assert "praise: thank-you" in result.reasons
+
+
+def test_question_that_is_a_complaint(scorer):
+    assert _score(scorer, "why was I charged twice?").kind == "complaint"
+    assert _score(scorer, "Do you ship to Riga?", p_negative=0.05).kind == "question"
+
+
+def test_each_signal_adds_points_and_says_why(scorer):
+    base = _score(scorer, "The screen flickers", p_negative=0.6)
+    loud = _score(
+        scorer,
+        "The screen flickers",
+        p_negative=0.6,
+        rating=1,
+        reach=250_000,
+        vip=True,
+        engagement=120,
+        prior_contacts=2,
+    )
+    assert loud.score > base.score
+    for reason in (
+        "1-star review",
+        "250k followers",
+        "VIP account",
+        "120 likes and replies",
+        "3rd message this week",
+        "negative tone (60%)",
+    ):
+        assert reason in loud.reasons
+    assert loud.priority == "P1"
+    assert 0 <= base.score <= 100 and 0 <= loud.score <= 100
+
+
+def test_neutral_news_is_information(scorer):
+    result = _score(scorer, "Kestrel opens a new store in Riga next month", p_negative=0.05)
+    assert result.kind == "info" and result.reasons == []
+
+
+def test_huge_text_is_scored(scorer):
+    result = _score(scorer, "not good " * 10_000 + "refund", p_negative=0.9)
+    assert result.kind == "complaint"

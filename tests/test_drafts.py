@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from triage.drafts import DraftRequest, render_draft
+from triage.drafts.render import load_templates, plural_category, time_frame
+
+LANGUAGES = ["en", "pl", "lv", "pt", "es", "de", "fr"]
+
+
+def _request(**overrides) -> DraftRequest:
+    values = {
+        "kind": "complaint",
+        "language": "en",
+        "intents": ("billing",),
+        "author_name": "Anna Smith",
+        "author_handle": "@anna",
+        "sla_seconds": 7200,
+        "brand": "Kestrel",
+        "help_url": "https://help.kestrel.example",
+        "status_url": "https://status.kestrel.example",
+    }
+    return DraftRequest(**{**values, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("language", "n", "category"),
+    [
+        ("en", 1, "one"), ("en", 2, "other"), ("pl", 1, "one"), ("pl", 3, "few"),
+        ("pl", 5, "many"), ("pl", 12, "many"), ("pl", 22, "few"), ("lv", 1, "one"),
+        ("lv", 21, "one"), ("lv", 11, "zero"), ("lv", 10, "zero"), ("lv", 2, "other"),
+        ("fr", 0, "one"), ("fr", 2, "other"),
+    ],
+)  # fmt: skip
+def test_plural_categories(language, n, category):
+    assert plural_category(language, n) == category
+
+
+@pytest.mark.parametrize(
+    ("language", "seconds", "phrase"),
+    [
+        ("en", 1800, "30 minutes"),
+        ("en", 7200, "2 hours"),
+        ("en", 3600, "1 hour"),
+        ("pl", 7200, "w ciągu 2 godzin"),
+        ("en", 2 * 86400, "2 days"),
+    ],
+)
+def test_time_frames_read_naturally(language, seconds, phrase):
+    assert phrase in time_frame(load_templates(language), language, seconds)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", ["complaint", "question", "praise"])
+def test_every_language_and_kind_renders_personally(language, kind):
+    draft = render_draft(_request(language=language, kind=kind))
+    assert draft.language == language and draft.note is None
+    assert "Anna" in draft.text
+    assert "{" not in draft.text and "}" not in draft.text
+    assert len(draft.text) <= 280
+
+
+def test_complaints_promise_the_sla_and_a_next_step():
+    draft = render_draft(_request(intents=("outage",), sla_seconds=1800))
+    assert "30 minutes" in draft.text
+    assert "https://status.kestrel.example" in draft.text
+    assert draft.generator == "template:complaint:en:outage"
+
+
+def test_other_languages_get_english_with_a_note():
+    draft = render_draft(_request(language="it"))
+    assert draft.language == "en"
+    assert "'it'" in draft.note
+
+
+def test_handle_when_no_name():
+    assert "@anna" in render_draft(_request(author_name=None)).text
+
+
+def test_info_gets_no_draft():
+    with pytest.raises(ValueError, match="no draft for kind 'info'"):
+        render_draft(_request(kind="info"))
