@@ -80,3 +80,8 @@ def test_handle_when_no_name():
 def test_info_gets_no_draft():
     with pytest.raises(ValueError, match="no draft for kind 'info'"):
         render_draft(_request(kind="info"))
+
+
+def test_the_riskiest_intent_decides_the_next_step():
+    draft = render_draft(_request(intents=("billing", "security")))
+    assert draft.generator == "template:complaint:en:security"

@@ -11,6 +11,13 @@ from typing import Any
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "praise")
+# When a mention has several intents, the riskiest decides the next step offered.
+NEXT_STEP_ORDER = {
+    name: rank
+    for rank, name in enumerate(
+        ("safety", "security", "outage", "login", "billing", "refund", "delivery", "defect")
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,8 @@ def render_draft(request: DraftRequest) -> DraftText:
         )
         language = FALLBACK_LANGUAGE
     next_steps: dict[str, str] = templates["next_steps"]
-    step_key = next((i for i in request.intents if i in next_steps), "default")
+    ranked = sorted(request.intents, key=lambda i: NEXT_STEP_ORDER.get(i, len(NEXT_STEP_ORDER)))
+    step_key = next((i for i in ranked if i in next_steps), "default")
     values = {
         "name": first_name(request.author_name, request.author_handle),
         "brand": request.brand,
