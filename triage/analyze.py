@@ -10,6 +10,8 @@ from models.language import LanguageDetectorService, LanguageResult
 from models.sentiment import SentimentModel, SentimentResult, get_sentiment_model
 from models.urgency import Signals, UrgencyResult, UrgencyScorer
 from triage.config import Settings
+from triage.domain import NewMention
+from triage.store import Mention
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,19 @@ class AnalysisInput:
     engagement: int | None = None
     author_handle: str | None = None
     prior_contacts: int = 0
+
+    @classmethod
+    def of(cls, mention: NewMention | Mention, *, prior_contacts: int = 0) -> AnalysisInput:
+        """The facts of a mention, stored or just fetched."""
+        return cls(
+            text=mention.text,
+            title=mention.title,
+            rating=mention.rating,
+            reach=mention.author_reach,
+            engagement=mention.engagement,
+            author_handle=mention.author_handle,
+            prior_contacts=prior_contacts,
+        )
 
 
 @dataclass(frozen=True, slots=True)

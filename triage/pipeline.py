@@ -185,15 +185,7 @@ class Pipeline:
                 since=since,
                 before_id=mention.id,
             )
-        return AnalysisInput(
-            text=mention.text,
-            title=mention.title,
-            rating=mention.rating,
-            reach=mention.author_reach,
-            engagement=mention.engagement,
-            author_handle=mention.author_handle,
-            prior_contacts=prior,
-        )
+        return AnalysisInput.of(mention, prior_contacts=prior)
 
     def _draft_all(self) -> int:
         drafted = 0

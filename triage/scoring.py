@@ -32,7 +32,7 @@ def score_file(
     total_rows = _count_rows(path)
     with _progress(progress, total_rows) as advance:
         for mentions in _batches(path, settings.models.batch_size * 4):
-            inputs = [_input(mention) for mention in mentions]
+            inputs = [AnalysisInput.of(mention) for mention in mentions]
             for mention, output in zip(mentions, analyzer.analyze(inputs), strict=True):
                 sink.write(json.dumps(_record(mention, output), ensure_ascii=False) + "\n")
             counts.scored += len(mentions)
@@ -52,17 +52,6 @@ def _batches(path: Path, size: int) -> Iterator[list[NewMention]]:
                 pending = pending[size:]
     if pending:
         yield pending
-
-
-def _input(mention: NewMention) -> AnalysisInput:
-    return AnalysisInput(
-        text=mention.text,
-        title=mention.title,
-        rating=mention.rating,
-        reach=mention.author_reach,
-        engagement=mention.engagement,
-        author_handle=mention.author_handle,
-    )
 
 
 def _record(mention: NewMention, output: AnalysisOutput) -> dict[str, Any]:
