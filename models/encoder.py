@@ -576,7 +576,10 @@ class Encoder:
     ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        # A progress bar per load is noise in CLI output and service logs.
+        transformers_logging.disable_progress_bar()
         if max_length < 3 or batch_size < 1 or threads < 0:
             raise ValueError("max_length must be >= 3, batch_size >= 1, threads >= 0")
         self.max_length = max_length
