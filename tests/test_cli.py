@@ -187,3 +187,44 @@ def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
             process.kill()
     assert process.returncode == 0, err
     assert "received SIGTERM" in err and "scheduler stopped" in err
+
+
+def test_connectors_test_dry_runs_and_list_shows_health(tmp_path):
+    from triage.domain import NewMention
+    from triage.store import make_engine, session_scope, upgrade
+    from triage.store.queries import record_run, save_batch
+
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "Where is my parcel?"}, {"text": ""}])
+    db = tmp_path / "t.db"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n'
+        '[[connectors]]\nname = "imports"\ntype = "file"\noptions = { path = "in.jsonl" }\n'
+        '[[connectors]]\nname = "feed"\ntype = "rss"\noptions = { url = "https://x.example/f" }\n',
+        encoding="utf-8",
+    )
+    dry = triage("connectors", "test", "imports", "--config", str(config), cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "imports: OK, first page has 1 mentions" in dry.stdout
+    assert '"text": "Where is my parcel?"' in dry.stdout
+    unknown = triage("connectors", "test", "nope", "--config", str(config), cwd=tmp_path)
+    assert unknown.returncode == 2 and "no connector named 'nope'" in unknown.stderr
+
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    with session_scope(engine) as session:
+        mention = NewMention(source="imports", external_id="1", platform="file", text="hi")
+        save_batch(session, source="imports", mentions=[mention], cursor=None)
+        record_run(session, name="imports", error=None)
+        record_run(session, name="feed", error="AuthError: check credentials")
+    engine.dispose()
+    listing = triage("connectors", "list", "--config", str(config), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = {
+        cells[0]: cells
+        for line in listing.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 8
+    }
+    assert rows["imports"][4] == "1" and rows["imports"][6] == "0"
+    assert rows["feed"][4] == "0" and rows["feed"][6] == "1"
+    assert rows["feed"][7] == "AuthError: check credentials"

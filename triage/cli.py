@@ -130,14 +130,16 @@ def connectors_list(config: ConfigOption = None) -> None:
     from rich.table import Table
 
     from triage.store import session_scope
-    from triage.store.queries import connector_states
+    from triage.store.queries import connector_states, mention_counts
 
     settings = _settings(config)
     engine = _open_store(settings)
     with session_scope(engine) as session:
         states = connector_states(session)
+        counts = mention_counts(session)
     table = Table(title="Connectors")
-    for column in ("name", "type", "enabled", "interval", "last success", "failures", "last error"):
+    columns = ("name", "type", "enabled", "interval", "mentions", "last success", "failures")
+    for column in (*columns, "last error"):
         table.add_column(column)
     for connector in settings.connectors:
         state = states.get(connector.name)
@@ -146,6 +148,7 @@ def connectors_list(config: ConfigOption = None) -> None:
             connector.type,
             "yes" if connector.enabled else "no",
             f"{connector.interval:.0f}s",
+            str(counts.get(connector.name, 0)),
             f"{state.last_success_at:%Y-%m-%d %H:%M}" if state and state.last_success_at else "-",
             str(state.consecutive_failures) if state else "0",
             (state.last_error or "")[:80] if state else "",

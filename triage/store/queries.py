@@ -98,6 +98,12 @@ def connector_states(session: Session) -> dict[str, ConnectorState]:
     return {state.name: state for state in session.exec(select(ConnectorState)).all()}
 
 
+def mention_counts(session: Session) -> dict[str, int]:
+    """How many mentions each source has stored."""
+    statement = select(Mention.source, sa.func.count()).group_by(Mention.source)
+    return {source: int(count) for source, count in session.exec(statement).all()}
+
+
 def unanalyzed_mentions(session: Session, *, limit: int) -> list[Mention]:
     """Mentions with no analysis yet, oldest first."""
     statement = (
