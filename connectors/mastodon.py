@@ -1,0 +1,267 @@
+"""Mentions of the brand's Mastodon account, read from its notifications on any instance.
+
+One request per page: `GET {instance}/api/v1/notifications?types[]=mention&limit=40`, sent with
+the access token as a bearer token (scope read:notifications). The API returns notifications
+newest first; the `Link` header's `rel="next"` URL carries the `max_id` of the next, older page.
+
+Cursor and crash safety. The cursor is the id of the newest notification seen, kept as
+`{"since_id": "<id>"}`. A run asks for `since_id=<cursor>` and walks older pages through
+`max_id`; Mastodon's next link does not repeat `since_id`, so every request of a run is built
+here with the run's `since_id` and the next link's `max_id` (otherwise paging would run on
+past the cursor into the account's whole history). Because pages arrive newest first, saving the
+newest id after the first page would make a crash on page 2 skip pages 2..n for good: the next
+run would ask only for notifications newer than page 1's top. So every page but the last keeps
+the cursor unchanged and carries the run's high-water mark forward in its page token; only the
+last page of the walk (no next link, or an empty page) records it. A crash mid-walk therefore
+re-reads the same pages next run, and the store dedupes by (source, external_id).
+
+Known limit: if a walk is cut short by `options.max_pages` (default 20 pages, 800 mentions per
+run), the cursor is not advanced either, so nothing is skipped silently but the next run starts
+from the top again; a backlog deeper than max_pages x 40 mentions between two runs is logged by
+the base and its oldest part is not reached. Raise `max_pages` (or shorten the interval) for an
+account that busy.
+
+Rate limits: Mastodon sends `X-RateLimit-Limit/-Remaining/-Reset` (reset as an ISO timestamp);
+triage.http's RATE_LIMIT_HEADERS reads them (and Retry-After) for a 429, and this connector logs
+when few calls are left. Hashtag timelines are not read (not implemented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from connectors.base import AuthError, Connector, Page, PayloadError
+from connectors.rss import html_to_text
+from triage.config import ConnectorSettings
+from triage.domain import NewMention
+
+PAGE_SIZE = 40
+NOTIFICATIONS_PATH = "/api/v1/notifications"
+# Below this many calls left in the window, say so in the log.
+LOW_REMAINING = 20
+
+
+class MastodonConnector(Connector):
+    """Mention notifications of one Mastodon account, on the instance it lives on."""
+
+    type = "mastodon"
+    platform = "mastodon"
+    required_options = ("instance",)
+    required_credentials = ("access_token",)
+    expected: ClassVar[Mapping[str, str]] = {
+        "instance": "the https:// address of the account's instance, e.g. https://mastodon.social",
+        "access_token": "an access token of the brand's account with the read:notifications scope",
+    }
+    uses_queries = False
+    default_interval = 5 * 60.0
+    _top: str | None = None
+
+    @classmethod
+    def check_settings(cls, settings: ConnectorSettings) -> list[str]:
+        problems = super().check_settings(settings)
+        instance = settings.options.get("instance")
+        if instance is not None and not (
+            isinstance(instance, str) and _is_https_origin(instance.strip())
+        ):
+            problems.append(
+                f"connectors[{settings.name}].options.instance: {instance!r} is not an https "
+                f"address; expected {cls.expected['instance']}"
+            )
+        return problems
+
+    @property
+    def instance(self) -> str:
+        return str(self.options["instance"]).strip().rstrip("/")
+
+    def build_request(self, cursor: str | None, page_token: str | None) -> httpx.Request | None:
+        params: list[tuple[str, str]] = [("types[]", "mention"), ("limit", str(PAGE_SIZE))]
+        since_id = self._since_id(cursor)
+        if since_id:
+            params.append(("since_id", since_id))
+        # The token of a later page: its max_id, and the newest id the pages before it held.
+        token = self.load_cursor(page_token)
+        self._top = str(token["top"]) if token.get("top") else None
+        if token.get("max_id"):
+            params.append(("max_id", str(token["max_id"])))
+        return self.client.build_request(
+            "GET",
+            self.instance + NOTIFICATIONS_PATH,
+            params=params,
+            headers={
+                "Accept": "application/json",
+                "Authorization": f"Bearer {self.credentials['access_token']}",
+            },
+        )
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().send(request)
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc}; connectors[{self.name}].credentials.access_token was refused by "
+                f"{self.instance}: it must be a valid token of the brand's account with the "
+                "read:notifications scope",
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from exc
+
+    def parse_page(self, response: httpx.Response, cursor: str | None) -> Page:
+        self._log_rate_limit(response)
+        try:
+            notifications = response.json()
+        except ValueError as exc:
+            raise PayloadError(
+                f"{response.url.copy_with(query=None)} did not return JSON ({exc}); "
+                f"check connectors[{self.name}].options.instance"
+            ) from exc
+        if not isinstance(notifications, list):
+            raise PayloadError(
+                f"{response.url.copy_with(query=None)} returned a {type(notifications).__name__}, "
+                "not a list of notifications"
+            )
+        mentions = self.map_items(notifications, self._mention, label=_label)
+
+        # The high-water mark of this run so far: the earlier pages' (from the token of the
+        # request build_request just made) and this page's notification ids.
+        top = _newest(self._top, *(_notification_id(n) for n in notifications))
+        since_id = self._since_id(cursor)
+
+        # A short page is not proof of the end (the server drops notifications from muted
+        # accounts after the query), so the walk ends only on an empty page or no next link.
+        max_id = _next_max_id(response)
+        if notifications and max_id:
+            # Not the last page: keep the cursor; carry the high-water mark in the token.
+            token = self.dump_cursor({"max_id": max_id, "top": top})
+            return Page(items=mentions, next_page_token=token)
+        newest = _newest(since_id, top)
+        if newest is None or newest == since_id:
+            return Page(items=mentions)
+        return Page(items=mentions, cursor=self.dump_cursor({"since_id": newest}))
+
+    def _since_id(self, cursor: str | None) -> str | None:
+        value = self.load_cursor(cursor).get("since_id")
+        if value in (None, ""):
+            return None
+        if not str(value).isdigit():
+            self.log.warning("ignoring cursor since_id %r: not a Mastodon id", value)
+            return None
+        return str(value)
+
+    def _mention(self, notification: Mapping[str, Any]) -> NewMention | None:
+        if not isinstance(notification, Mapping):
+            raise PayloadError(f"notification is a {type(notification).__name__}, not an object")
+        if notification.get("type") != "mention":
+            return None  # an old server that ignores types[]
+        status = notification["status"]
+        if not isinstance(status, Mapping):
+            raise PayloadError("mention notification has no status (deleted?)")
+        account = status.get("account") or notification["account"]
+        status_id = str(status["id"])
+        if not status_id:
+            raise PayloadError("status has no id")
+        body = html_to_text(str(status.get("content") or ""))
+        spoiler = " ".join(str(status.get("spoiler_text") or "").split())
+        text = f"{spoiler}\n\n{body}".strip() if spoiler else body
+        if not text:
+            raise PayloadError(f"status {status_id} has no text")
+        reply_to = status.get("in_reply_to_id")
+        parent_id = str(reply_to) if reply_to not in (None, "") else None
+        return NewMention(
+            source=self.name,
+            external_id=status_id,
+            platform=self.platform,
+            text=text,
+            url=status.get("url") or status.get("uri"),
+            author_name=(account.get("display_name") or "").strip()
+            or account.get("username")
+            or None,
+            author_handle="@" + str(account["acct"]),
+            author_reach=_count(account.get("followers_count")),
+            created_at=_parse_time(status["created_at"]),
+            engagement=sum(
+                _count(status.get(key)) or 0
+                for key in ("favourites_count", "reblogs_count", "replies_count")
+            ),
+            # The thread's root would need a /context call; a reply points at its parent.
+            thread_id=parent_id or status_id,
+            parent_id=parent_id,
+            raw={
+                "notification_id": notification.get("id"),
+                "status_id": status_id,
+                "uri": status.get("uri"),
+                "url": status.get("url"),
+                "visibility": status.get("visibility"),
+                "language": status.get("language"),
+                "in_reply_to_id": reply_to,
+                "in_reply_to_account_id": status.get("in_reply_to_account_id"),
+                "spoiler_text": status.get("spoiler_text"),
+                "content": status.get("content"),
+                "account_id": account.get("id"),
+                "account_url": account.get("url"),
+            },
+        )
+
+    def _log_rate_limit(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("x-ratelimit-remaining")
+        try:
+            left = int(remaining) if remaining is not None else None
+        except ValueError:
+            return
+        if left is not None and left < LOW_REMAINING:
+            self.log.info(
+                "%d API calls left on %s until %s",
+                left,
+                self.instance,
+                response.headers.get("x-ratelimit-reset", "the window resets"),
+            )
+
+
+def _is_https_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme.lower() == "https" and bool(parts.hostname)
+
+
+def _next_max_id(response: httpx.Response) -> str | None:
+    """The max_id of the rel="next" link, if the server sent one."""
+    url = response.links.get("next", {}).get("url")
+    if not url:
+        return None
+    values = parse_qs(urlsplit(url).query).get("max_id")
+    return values[0] if values else None
+
+
+def _notification_id(notification: Any) -> str | None:
+    if isinstance(notification, Mapping):
+        value = notification.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).isdigit():
+            return str(value)
+    return None
+
+
+def _newest(*ids: str | None) -> str | None:
+    """The newest of some Mastodon ids: numeric strings, compared as numbers."""
+    present = [value for value in ids if value]
+    return max(present, key=int) if present else None
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return None
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PayloadError(f"created_at {value!r} is not a timestamp")
+    return datetime.fromisoformat(value)
+
+
+def _label(notification: Any) -> str | None:
+    if isinstance(notification, Mapping) and notification.get("id") not in (None, ""):
+        return f"notification id={notification['id']!r}"
+    return None
