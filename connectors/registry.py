@@ -10,11 +10,18 @@ import httpx
 
 from connectors.base import Connector
 from connectors.file import FileConnector
+from connectors.hackernews import HackerNewsConnector
+from connectors.mastodon import MastodonConnector
 from connectors.rss import RssConnector
 from triage.config import ConfigError, ConnectorSettings
 
 # A new connector adds its class here; the key is its `type` attribute.
-_CONNECTORS: tuple[type[Connector], ...] = (FileConnector, RssConnector)
+_CONNECTORS: tuple[type[Connector], ...] = (
+    FileConnector,
+    RssConnector,
+    HackerNewsConnector,
+    MastodonConnector,
+)
 
 
 def connector_types() -> dict[str, type[Connector]]:

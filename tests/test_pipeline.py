@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -174,3 +176,54 @@ def test_failures_push_the_next_poll_back(pipeline_factory, response, expected_d
         assert expected_delay - 1 <= delay <= expected_delay + 2
     finally:
         scheduler.stop()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.model
+def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipeline_factory):
+    write_jsonl(tmp_path / "in.jsonl", ROWS[:1])
+    pipeline = pipeline_factory(
+        _file("imports", tmp_path / "in.jsonl"),
+        ConnectorSettings(
+            name="alerts", type="rss", options={"url": "https://www.google.com/alerts/feeds/1/2"}
+        ),
+        ConnectorSettings(name="hn", type="hackernews", queries=["kestrel"]),
+        ConnectorSettings(
+            name="fedi",
+            type="mastodon",
+            options={"instance": "https://mastodon.social"},
+            credentials={"access_token": "token"},
+        ),
+    )
+    hn_first = json.loads((FIXTURES / "hackernews" / "search_page0.json").read_text("utf-8"))
+    hn_first["nbPages"] = 1
+    with respx.mock:
+        respx.get("https://www.google.com/alerts/feeds/1/2").mock(
+            return_value=httpx.Response(
+                200,
+                content=(FIXTURES / "rss" / "google_alerts.xml").read_bytes(),
+                headers={"Content-Type": "application/atom+xml"},
+            )
+        )
+        respx.get("https://hn.algolia.com/api/v1/search_by_date").mock(
+            return_value=httpx.Response(200, json=hn_first)
+        )
+        respx.get("https://mastodon.social/api/v1/notifications").mock(
+            side_effect=[
+                httpx.Response(
+                    200,
+                    content=(FIXTURES / "mastodon" / "notifications_page1.json").read_bytes(),
+                    headers={"Content-Type": "application/json"},
+                ),
+                httpx.Response(200, json=[]),
+            ]
+        )
+        run = pipeline.run_once()
+    assert {i.connector: i.error for i in run.ingests} == dict.fromkeys(
+        ("imports", "alerts", "hn", "fedi")
+    )
+    with session_scope(pipeline.engine) as session:
+        analyzed = session.exec(select(Mention.source, Analysis.priority).join(Analysis)).all()
+    assert {source for source, _priority in analyzed} == {"imports", "alerts", "hn", "fedi"}

@@ -5,13 +5,20 @@ from __future__ import annotations
 import pytest
 
 from connectors.file import FileConnector
+from connectors.hackernews import HackerNewsConnector
+from connectors.mastodon import MastodonConnector
 from connectors.registry import build_connector, check_connectors, connector_types
 from connectors.rss import RssConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
 
 def test_known_types() -> None:
-    assert connector_types() == {"file": FileConnector, "rss": RssConnector}
+    assert connector_types() == {
+        "file": FileConnector,
+        "rss": RssConnector,
+        "hackernews": HackerNewsConnector,
+        "mastodon": MastodonConnector,
+    }
 
 
 def test_build_connector_picks_the_class_by_type() -> None:
@@ -29,7 +36,8 @@ def test_unknown_type_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         build_connector(ConnectorSettings(name="tw", type="twitter"))
     assert caught.value.problems == [
-        "connectors[tw].type: unknown connector type 'twitter'; expected one of file, rss"
+        "connectors[tw].type: unknown connector type 'twitter'; "
+        "expected one of file, hackernews, mastodon, rss"
     ]
 
 
@@ -55,6 +63,7 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
         "expected the path of a .jsonl or .csv file",
         "connectors[imports].queries: file connectors do not use queries; "
         "remove them; the source itself decides which mentions arrive",
-        "connectors[old].type: unknown connector type 'myspace'; expected one of file, rss",
+        "connectors[old].type: unknown connector type 'myspace'; "
+        "expected one of file, hackernews, mastodon, rss",
     ]
     assert check_connectors(default_settings().connectors) == []
