@@ -227,3 +227,31 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
     with session_scope(pipeline.engine) as session:
         analyzed = session.exec(select(Mention.source, Analysis.priority).join(Analysis)).all()
     assert {source for source, _priority in analyzed} == {"imports", "alerts", "hn", "fedi"}
+
+
+@pytest.mark.model
+def test_the_scheduler_first_analyzes_what_a_crash_left_behind(pipeline_factory):
+    import time
+
+    from triage.domain import NewMention
+    from triage.store.queries import save_batch
+
+    pipeline = pipeline_factory()
+    with session_scope(pipeline.engine) as session:
+        left = [
+            NewMention(source="imports", external_id=r["id"], platform="x", text=r["text"])
+            for r in ROWS
+        ]
+        save_batch(session, source="imports", mentions=left, cursor="after-crash")
+    scheduler = ConnectorScheduler(pipeline)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 120
+        analyzed = 0
+        while analyzed < len(ROWS) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with session_scope(pipeline.engine) as session:
+                analyzed = len(session.exec(select(Analysis)).all())
+    finally:
+        scheduler.stop()
+    assert analyzed == len(ROWS)

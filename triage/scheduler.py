@@ -57,6 +57,8 @@ class ConnectorScheduler:
                 # Stagger the first polls so sources don't all start in the same second.
                 next_run_time=now + timedelta(seconds=index * 2 + random.uniform(0, 1)),
             )
+        # Mentions stored before a crash or stop but not yet analyzed are picked up at once.
+        self._scheduler.add_job(self._process_backlog, "date", run_date=now, id="backlog")
         self._scheduler.start(paused=paused)
         log.info("scheduler started with %d connectors", len(self._connectors))
 
@@ -87,6 +89,15 @@ class ConnectorScheduler:
                 job.modify(next_run_time=utcnow() + timedelta(seconds=delay))
             log.debug("connector %s retries in %.0f s", name, delay)
         return report
+
+    def _process_backlog(self) -> None:
+        try:
+            processed = self.pipeline.process(stop=self.stop_event)
+        except Exception:
+            log.exception("processing the backlog failed")
+            return
+        if processed.analyzed:
+            log.info("backlog: %d mentions analyzed", processed.analyzed)
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop every job."""
