@@ -1,0 +1,322 @@
+"""Bluesky posts matching the configured queries, through the AT Protocol search API.
+
+The connector logs in with the brand account's handle and an app password
+(`com.atproto.server.createSession`), keeps the access token on the instance, refreshes it with
+the refresh token when the server reports it expired (400 ExpiredToken, or 401) and logs in again
+once if the refresh is refused. Each query is searched with
+`app.bsky.feed.searchPosts?q=...&sort=latest&limit=100&since=<ISO>`, following the response's
+`cursor` to older pages.
+
+Cursor and crash safety. The saved cursor maps each query to the newest `createdAt` seen, sent as
+`since` on the next run (inclusive, so the boundary post is read again and deduped by the store).
+Results arrive newest first, so a query's mark moves only when its walk finishes: every page
+before that carries the cursor unchanged, and a crash mid-walk re-reads the same pages next run.
+A walk cut short by `options.max_pages` does not move the mark either. The first run of a query
+looks back FIRST_RUN_LOOKBACK. Rate limits: Bluesky sends RateLimit-Remaining/-Reset (epoch
+seconds), which triage.http reads for a 429. Mention notifications are not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from connectors.base import (
+    AuthError,
+    Connector,
+    ConnectorError,
+    Page,
+    PayloadError,
+    PermanentError,
+)
+from triage.clock import utcnow
+from triage.config import ConnectorSettings
+from triage.domain import NewMention
+
+DEFAULT_SERVICE = "https://bsky.social"
+CREATE_SESSION = "/xrpc/com.atproto.server.createSession"
+REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
+SEARCH_POSTS = "/xrpc/app.bsky.feed.searchPosts"
+POST_URL = "https://bsky.app/profile/{handle}/post/{rkey}"
+PAGE_SIZE = 100
+FIRST_RUN_LOOKBACK = timedelta(days=7)
+COUNT_KEYS = ("likeCount", "replyCount", "repostCount", "quoteCount")
+
+
+class BlueskyConnector(Connector):
+    """Posts matching any of `queries`, searched as the brand's Bluesky account."""
+
+    type = "bluesky"
+    platform = "bluesky"
+    optional_options = ("service",)
+    required_credentials = ("identifier", "app_password")
+    expected: ClassVar[Mapping[str, str]] = {
+        "service": "the https:// address of the account's PDS or entryway, e.g. https://bsky.social",
+        "identifier": "the account's handle, e.g. kestrel.bsky.social",
+        "app_password": "an app password of the account (Settings > App passwords)",
+    }
+    uses_queries = True
+    can_reply = False
+
+    def __init__(self, settings: ConnectorSettings, **kwargs: Any):
+        super().__init__(settings, **kwargs)
+        self._access: str | None = None
+        self._refresh: str | None = None
+
+    @classmethod
+    def check_settings(cls, settings: ConnectorSettings) -> list[str]:
+        problems = super().check_settings(settings)
+        prefix = f"connectors[{settings.name}]"
+        service = settings.options.get("service")
+        if service is not None and not (
+            isinstance(service, str) and _is_https_origin(service.strip())
+        ):
+            problems.append(
+                f"{prefix}.options.service: {service!r} is not an https address; "
+                f"expected {cls.expected['service']}"
+            )
+        if not [query for query in settings.queries if query.strip()]:
+            problems.append(
+                f"{prefix}.queries: at least one query is required; "
+                'expected search terms such as ["kestrel mobile"]'
+            )
+        return problems
+
+    @property
+    def service(self) -> str:
+        return str(self.options.get("service") or DEFAULT_SERVICE).strip().rstrip("/")
+
+    @property
+    def queries(self) -> list[str]:
+        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        """Every query in turn, each up to `max_pages` pages; one Page per response."""
+        saved = self.load_cursor(cursor)
+        state: dict[str, str] = {}
+        for query in self.queries:
+            since = _parse_time(saved[query]) if isinstance(saved.get(query), str) else None
+            state[query] = _iso(since or utcnow() - FIRST_RUN_LOOKBACK)
+        for query in self.queries:
+            yield from self._query_pages(query, state)
+
+    def _query_pages(self, query: str, state: dict[str, str]) -> Iterator[Page]:
+        since = state[query]
+        newest = _parse_time(since)
+        token: str | None = None
+        for _ in range(self.max_pages):
+            params = {"q": query, "sort": "latest", "limit": str(PAGE_SIZE), "since": since}
+            if token:
+                params["cursor"] = token
+            body = _json(self._get(SEARCH_POSTS, params), self.name)
+            posts = body["posts"]
+            mentions = self.map_items(posts, self._mention, label=_label)
+            newest = max([newest, *(_post_time(post) for post in posts)], key=_sort_key)
+            next_token = body.get("cursor") if isinstance(body.get("cursor"), str) else None
+            done = not posts or not next_token or next_token == token
+            if done:
+                # The walk is complete: only now is it safe to move this query's mark. createdAt
+                # is set by the client, so a clock ahead of ours must not push it into the future.
+                state[query] = _iso(min(_sort_key(newest), utcnow()))
+            yield Page(items=mentions, cursor=self.dump_cursor(state))
+            if done:
+                return
+            token = next_token
+        self.log.info(
+            "query %r: stopped after %d pages (options.max_pages); "
+            "the rest is fetched on the next run",
+            query,
+            self.max_pages,
+        )
+
+    def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+        """An authenticated GET; an expired access token is refreshed (or re-created) once."""
+        if self._access is None:
+            self._create_session()
+        try:
+            return self.send(self._request("GET", path, self._access, params=params))
+        except ConnectorError as exc:
+            if not _expired(exc):
+                raise
+        self._renew_session()
+        return self.send(self._request("GET", path, self._access, params=params))
+
+    def _request(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Request:
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.build_request(method, self.service + path, headers=headers, **kwargs)
+
+    def _create_session(self) -> None:
+        payload = {
+            "identifier": self.credentials["identifier"].strip(),
+            "password": self.credentials["app_password"],
+        }
+        try:
+            response = self.send(self._request("POST", CREATE_SESSION, None, json=payload))
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc}; {self.service} refused the login: check "
+                f"connectors[{self.name}].credentials.identifier (the handle, e.g. "
+                f"kestrel.bsky.social) and connectors[{self.name}].credentials.app_password "
+                "(Settings > App passwords)",
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from exc
+        self._store_session(response)
+
+    def _renew_session(self) -> None:
+        """Refresh the session; when the refresh token is refused too, log in again."""
+        if self._refresh:
+            try:
+                response = self.send(self._request("POST", REFRESH_SESSION, self._refresh))
+                self._store_session(response)
+                return
+            except (AuthError, PermanentError, PayloadError) as exc:
+                # An expired or revoked refresh token; a fresh login is the only way back in.
+                self.log.info("session refresh refused (%s); logging in again", exc)
+        self._create_session()
+
+    def _store_session(self, response: httpx.Response) -> None:
+        body = _json_object(response, self.name)
+        access, refresh = body.get("accessJwt"), body.get("refreshJwt")
+        if not isinstance(access, str) or not access:
+            raise PayloadError(f"{self.name}: {self.service} returned a session without accessJwt")
+        self._access = access
+        self._refresh = refresh if isinstance(refresh, str) and refresh else None
+
+    def _mention(self, post: Mapping[str, Any]) -> NewMention:
+        if not isinstance(post, Mapping):
+            raise PayloadError(f"post is a {type(post).__name__}, not an object")
+        uri = str(post["uri"])
+        rkey = _rkey(uri)
+        author, record = post["author"], post["record"]
+        if not isinstance(author, Mapping) or not isinstance(record, Mapping):
+            raise PayloadError(f"post {uri} has no author or record")
+        handle = str(author["handle"]).strip()
+        if not handle:
+            raise PayloadError(f"post {uri} has an author without a handle")
+        text = str(record.get("text") or "").strip()
+        if not text:
+            raise PayloadError(f"post {uri} has no text")
+        created = _post_time(post)
+        if created is None:
+            raise PayloadError(f"post {uri} has no createdAt or indexedAt")
+        reply = record.get("reply") if isinstance(record.get("reply"), Mapping) else None
+        root = _ref_uri(reply, "root")
+        parent = _ref_uri(reply, "parent")
+        counts = [post.get(key) for key in COUNT_KEYS]
+        numbers = [n for n in counts if isinstance(n, int) and not isinstance(n, bool)]
+        return NewMention(
+            source=self.name,
+            external_id=uri,
+            platform=self.platform,
+            text=text,
+            url=POST_URL.format(handle=handle, rkey=rkey),
+            author_name=str(author.get("displayName") or "").strip() or None,
+            author_handle="@" + handle,
+            created_at=created,
+            engagement=sum(numbers) if numbers else None,
+            thread_id=root or uri,
+            parent_id=parent,
+            # cid and the reply refs are kept because a reply must cite root and parent uri+cid.
+            raw={
+                "uri": uri,
+                "cid": post.get("cid"),
+                "author_did": author.get("did"),
+                "author_handle": handle,
+                "author_avatar": author.get("avatar"),
+                "created_at": record.get("createdAt"),
+                "indexed_at": post.get("indexedAt"),
+                "reply": reply,
+                "langs": record.get("langs"),
+                **{key: post.get(key) for key in COUNT_KEYS},
+            },
+        )
+
+
+def _expired(exc: ConnectorError) -> bool:
+    """Whether the server refused the access token as expired: 401, or 400 ExpiredToken."""
+    if isinstance(exc, AuthError) and exc.status == 401:
+        return True
+    # triage.http keeps only the body text in the message, so the error name is read there.
+    return exc.status == 400 and "ExpiredToken" in str(exc)
+
+
+def _is_https_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme.lower() == "https" and bool(parts.hostname)
+
+
+def _json_object(response: httpx.Response, name: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise PayloadError(
+            f"{name}: {response.url.copy_with(query=None)} did not return JSON ({exc}); "
+            f"check connectors[{name}].options.service"
+        ) from exc
+    if not isinstance(body, dict):
+        raise PayloadError(f"{name}: {response.url.copy_with(query=None)} returned no object")
+    return body
+
+
+def _json(response: httpx.Response, name: str) -> dict[str, Any]:
+    body = _json_object(response, name)
+    if not isinstance(body.get("posts"), list):
+        raise PayloadError(f"{name}: Bluesky search returned no list of posts")
+    return body
+
+
+def _rkey(uri: str) -> str:
+    """The record key of an at://did/app.bsky.feed.post/rkey uri."""
+    parts = uri.removeprefix("at://").split("/")
+    if not uri.startswith("at://") or len(parts) != 3 or parts[1] != "app.bsky.feed.post":
+        raise PayloadError(f"uri {uri!r} is not a post uri")
+    if not parts[2]:
+        raise PayloadError(f"uri {uri!r} has no record key")
+    return parts[2]
+
+
+def _ref_uri(reply: Mapping[str, Any] | None, key: str) -> str | None:
+    ref = reply.get(key) if reply else None
+    uri = ref.get("uri") if isinstance(ref, Mapping) else None
+    return uri if isinstance(uri, str) and uri else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _post_time(post: Any) -> datetime | None:
+    """createdAt of the record, else the time the AppView indexed the post."""
+    if not isinstance(post, Mapping):
+        return None
+    record = post.get("record")
+    created = _parse_time(record.get("createdAt")) if isinstance(record, Mapping) else None
+    return created or _parse_time(post.get("indexedAt"))
+
+
+def _sort_key(moment: datetime | None) -> datetime:
+    return moment or datetime.min.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str:
+    value = (moment or utcnow()).astimezone(UTC)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _label(post: Any) -> str | None:
+    if isinstance(post, Mapping) and post.get("uri"):
+        return f"post uri={post['uri']!r}"
+    return None
