@@ -9,10 +9,14 @@ from typing import Any
 import httpx
 
 from connectors.base import Connector
+from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
+from connectors.reddit import RedditConnector
 from connectors.rss import RssConnector
+from connectors.x import XConnector
+from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings
 
 # A new connector adds its class here; the key is its `type` attribute.
@@ -21,6 +25,10 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     RssConnector,
     HackerNewsConnector,
     MastodonConnector,
+    RedditConnector,
+    BlueskyConnector,
+    XConnector,
+    YouTubeConnector,
 )
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
+from connectors.reddit import RedditConnector
 from connectors.registry import build_connector, check_connectors, connector_types
 from connectors.rss import RssConnector
+from connectors.x import XConnector
+from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
 
@@ -18,6 +22,10 @@ def test_known_types() -> None:
         "rss": RssConnector,
         "hackernews": HackerNewsConnector,
         "mastodon": MastodonConnector,
+        "reddit": RedditConnector,
+        "bluesky": BlueskyConnector,
+        "x": XConnector,
+        "youtube": YouTubeConnector,
     }
 
 
@@ -37,7 +45,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
         build_connector(ConnectorSettings(name="tw", type="twitter"))
     assert caught.value.problems == [
         "connectors[tw].type: unknown connector type 'twitter'; "
-        "expected one of file, hackernews, mastodon, rss"
+        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, x, youtube"
     ]
 
 
@@ -64,6 +72,6 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
         "connectors[imports].queries: file connectors do not use queries; "
         "remove them; the source itself decides which mentions arrive",
         "connectors[old].type: unknown connector type 'myspace'; "
-        "expected one of file, hackernews, mastodon, rss",
+        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, x, youtube",
     ]
     assert check_connectors(default_settings().connectors) == []
