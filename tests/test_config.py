@@ -129,6 +129,11 @@ def test_example_config_is_valid_and_holds_no_literal_secrets():
     env = {name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}", text)}
     settings = load_settings(EXAMPLE, env=env)
     assert settings.connectors
+    # Every example, enabled or not, is a working block for its connector type.
+    from connectors.registry import check_connectors
+
+    enabled = [c.model_copy(update={"enabled": True}) for c in settings.connectors]
+    assert check_connectors(enabled) == []
     raw = tomllib.loads(text)
     secrets = [
         value
