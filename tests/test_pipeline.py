@@ -179,6 +179,29 @@ def test_failures_push_the_next_poll_back(pipeline_factory, response, expected_d
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# One recorded first page per search API, then an empty page that ends the walk.
+SEARCH_PAGES = [
+    (
+        "https://oauth.reddit.com/search",
+        "reddit/search_page1.json",
+        {"kind": "Listing", "data": {"after": None, "children": []}},
+    ),
+    (
+        "https://bsky.social/xrpc/app.bsky.feed.searchPosts",
+        "bluesky/search_page1.json",
+        {"posts": []},
+    ),
+    (
+        "https://api.x.com/2/tweets/search/recent",
+        "x/search_page1.json",
+        {"meta": {"result_count": 0}},
+    ),
+    (
+        "https://www.googleapis.com/youtube/v3/commentThreads",
+        "youtube/threads_page1.json",
+        {"kind": "youtube#commentThreadListResponse", "items": []},
+    ),
+]
 
 
 @pytest.mark.model
@@ -195,6 +218,25 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
             type="mastodon",
             options={"instance": "https://mastodon.social"},
             credentials={"access_token": "token"},
+        ),
+        ConnectorSettings(
+            name="rd",
+            type="reddit",
+            queries=["kestrel"],
+            options={"username": "kestrel_care"},
+            credentials={"client_id": "id", "client_secret": "secret"},
+        ),
+        ConnectorSettings(
+            name="sky",
+            type="bluesky",
+            queries=["kestrel"],
+            credentials={"identifier": "kestrel.bsky.social", "app_password": "app-pass"},
+        ),
+        ConnectorSettings(
+            name="tw", type="x", queries=["@kestrel"], credentials={"bearer_token": "t"}
+        ),
+        ConnectorSettings(
+            name="yt", type="youtube", options={"video_ids": ["abc"]}, credentials={"api_key": "k"}
         ),
     )
     hn_first = json.loads((FIXTURES / "hackernews" / "search_page0.json").read_text("utf-8"))
@@ -220,13 +262,29 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
                 httpx.Response(200, json=[]),
             ]
         )
+        for url, first, empty in SEARCH_PAGES:
+            respx.get(url).mock(
+                side_effect=[
+                    httpx.Response(200, json=json.loads((FIXTURES / first).read_text("utf-8"))),
+                    httpx.Response(200, json=empty),
+                ]
+            )
+        respx.post("https://www.reddit.com/api/v1/access_token").mock(
+            return_value=httpx.Response(200, json=_fixture("reddit/token.json"))
+        )
+        respx.post("https://bsky.social/xrpc/com.atproto.server.createSession").mock(
+            return_value=httpx.Response(200, json=_fixture("bluesky/session.json"))
+        )
         run = pipeline.run_once()
-    assert {i.connector: i.error for i in run.ingests} == dict.fromkeys(
-        ("imports", "alerts", "hn", "fedi")
-    )
+    sources = ("imports", "alerts", "hn", "fedi", "rd", "sky", "tw", "yt")
+    assert {i.connector: i.error for i in run.ingests} == dict.fromkeys(sources)
     with session_scope(pipeline.engine) as session:
         analyzed = session.exec(select(Mention.source, Analysis.priority).join(Analysis)).all()
-    assert {source for source, _priority in analyzed} == {"imports", "alerts", "hn", "fedi"}
+    assert {source for source, _priority in analyzed} == set(sources)
+
+
+def _fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text("utf-8"))
 
 
 @pytest.mark.model
