@@ -81,6 +81,9 @@ class Connector:
     # What a good value looks like, by option or credential name, for check_settings messages.
     expected: ClassVar[Mapping[str, str]] = {}
     uses_queries: ClassVar[bool] = True
+    # Search sources need at least one query; the example shows what one looks like.
+    requires_queries: ClassVar[bool] = False
+    query_example: ClassVar[str] = '["kestrel mobile"]'
     can_reply: ClassVar[bool] = False
     default_interval: ClassVar[float] = 15 * 60
     default_max_pages: ClassVar[int] = 20
@@ -143,12 +146,22 @@ class Connector:
                 f"{prefix}.queries: {cls.type} connectors do not use queries; "
                 "remove them; the source itself decides which mentions arrive"
             )
+        if cls.requires_queries and not [query for query in settings.queries if query.strip()]:
+            problems.append(
+                f"{prefix}.queries: at least one query is required; "
+                f"expected search terms such as {cls.query_example}"
+            )
         return problems
 
     @classmethod
     def _expect(cls, key: str) -> str:
         hint = cls.expected.get(key) or COMMON_OPTIONS.get(key)
         return f"; expected {hint}" if hint else ""
+
+    @property
+    def queries(self) -> list[str]:
+        """The configured queries, stripped, blanks and repeats dropped."""
+        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
 
     @property
     def interval(self) -> float:

@@ -51,6 +51,7 @@ class BlueskyConnector(Connector):
     """Posts matching any of `queries`, searched as the brand's Bluesky account."""
 
     type = "bluesky"
+    requires_queries = True
     platform = "bluesky"
     optional_options = ("service",)
     required_credentials = ("identifier", "app_password")
@@ -59,7 +60,6 @@ class BlueskyConnector(Connector):
         "identifier": "the account's handle, e.g. kestrel.bsky.social",
         "app_password": "an app password of the account (Settings > App passwords)",
     }
-    uses_queries = True
     can_reply = False
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
@@ -79,20 +79,11 @@ class BlueskyConnector(Connector):
                 f"{prefix}.options.service: {service!r} is not an https address; "
                 f"expected {cls.expected['service']}"
             )
-        if not [query for query in settings.queries if query.strip()]:
-            problems.append(
-                f"{prefix}.queries: at least one query is required; "
-                'expected search terms such as ["kestrel mobile"]'
-            )
         return problems
 
     @property
     def service(self) -> str:
         return str(self.options.get("service") or DEFAULT_SERVICE).strip().rstrip("/")
-
-    @property
-    def queries(self) -> list[str]:
-        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
         """Every query in turn, each up to `max_pages` pages; one Page per response."""

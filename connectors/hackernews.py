@@ -35,23 +35,14 @@ class HackerNewsConnector(Connector):
     """Stories and comments matching any of `queries`; no account or credentials needed."""
 
     type = "hackernews"
+    requires_queries = True
     platform = "hackernews"
-    uses_queries = True
     can_reply = False
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
         problems = super().check_settings(settings)
-        if not [query for query in settings.queries if query.strip()]:
-            problems.append(
-                f"connectors[{settings.name}].queries: at least one query is required; "
-                'expected search terms such as ["kestrel mobile"]'
-            )
         return problems
-
-    @property
-    def queries(self) -> list[str]:
-        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
         """Every query in turn, each up to `max_pages` pages; one Page per response."""

@@ -64,6 +64,7 @@ class RedditConnector(Connector):
     """Posts matching any of `queries`, site-wide or in one subreddit; an app's credentials."""
 
     type = "reddit"
+    requires_queries = True
     platform = "reddit"
     optional_options = ("username", "subreddit")
     required_credentials = ("client_id", "client_secret")
@@ -73,7 +74,6 @@ class RedditConnector(Connector):
         "client_id": _CREDENTIALS_HINT,
         "client_secret": _CREDENTIALS_HINT,
     }
-    uses_queries = True
     can_reply = False
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
@@ -85,11 +85,6 @@ class RedditConnector(Connector):
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
         problems = super().check_settings(settings)
         prefix = f"connectors[{settings.name}]"
-        if not [query for query in settings.queries if query.strip()]:
-            problems.append(
-                f"{prefix}.queries: at least one query is required; "
-                'expected search terms such as ["kestrel mobile"]'
-            )
         username = settings.options.get("username")
         if username is not None and not (
             isinstance(username, str) and _USERNAME.match(_strip(username, "u/"))
@@ -107,10 +102,6 @@ class RedditConnector(Connector):
                 f"expected {cls.expected['subreddit']}"
             )
         return problems
-
-    @property
-    def queries(self) -> list[str]:
-        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
 
     @property
     def subreddit(self) -> str | None:

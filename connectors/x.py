@@ -58,6 +58,8 @@ class XConnector(Connector):
     """Posts matching any of `queries` from the last 7 days, read with an app-only bearer token."""
 
     type = "x"
+    requires_queries = True
+    query_example = '["@kestrel OR kestrel -is:retweet"]'
     platform = "x"
     optional_options = ("max_results",)
     required_credentials = ("bearer_token",)
@@ -66,18 +68,12 @@ class XConnector(Connector):
         "with recent search access",
         "max_results": "a whole number of posts per page from 10 to 100",
     }
-    uses_queries = True
     can_reply = False
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
         problems = super().check_settings(settings)
         prefix = f"connectors[{settings.name}]"
-        if not [query for query in settings.queries if query.strip()]:
-            problems.append(
-                f"{prefix}.queries: at least one query is required; expected X search queries "
-                'such as ["@kestrel OR kestrel -is:retweet"]'
-            )
         max_results = settings.options.get("max_results")
         if max_results is not None and (
             isinstance(max_results, bool)
@@ -89,10 +85,6 @@ class XConnector(Connector):
                 f"expected {cls.expected['max_results']}"
             )
         return problems
-
-    @property
-    def queries(self) -> list[str]:
-        return list(dict.fromkeys(q.strip() for q in self.settings.queries if q.strip()))
 
     @property
     def brand_handles(self) -> set[str]:

@@ -358,7 +358,7 @@ def test_check_settings_problems() -> None:
         "connectors[xsearch].credentials.bearer_token: required credential is missing; expected "
         "the app-only bearer token of an X developer app attached to a Project with recent "
         "search access",
-        "connectors[xsearch].queries: at least one query is required; expected X search queries "
+        "connectors[xsearch].queries: at least one query is required; expected search terms "
         'such as ["@kestrel OR kestrel -is:retweet"]',
     ]
     for bad in (5, 101, "50", True):
