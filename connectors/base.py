@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -152,6 +153,20 @@ class Connector:
                 f"expected search terms such as {cls.query_example}"
             )
         return problems
+
+    @classmethod
+    def check_https_option(cls, settings: ConnectorSettings, key: str) -> list[str]:
+        """A problem if option `key` is set but is not an https:// address with a host."""
+        value = settings.options.get(key)
+        if value is None:
+            return []
+        parts = urlsplit(value.strip()) if isinstance(value, str) else None
+        if parts is not None and parts.scheme.lower() == "https" and parts.hostname:
+            return []
+        return [
+            f"connectors[{settings.name}].options.{key}: {value!r} is not an https address"
+            f"{cls._expect(key)}"
+        ]
 
     @classmethod
     def _expect(cls, key: str) -> str:

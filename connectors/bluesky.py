@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -69,17 +68,7 @@ class BlueskyConnector(Connector):
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
-        problems = super().check_settings(settings)
-        prefix = f"connectors[{settings.name}]"
-        service = settings.options.get("service")
-        if service is not None and not (
-            isinstance(service, str) and _is_https_origin(service.strip())
-        ):
-            problems.append(
-                f"{prefix}.options.service: {service!r} is not an https address; "
-                f"expected {cls.expected['service']}"
-            )
-        return problems
+        return super().check_settings(settings) + cls.check_https_option(settings, "service")
 
     @property
     def service(self) -> str:
@@ -236,11 +225,6 @@ def _expired(exc: ConnectorError) -> bool:
         return True
     # triage.http keeps only the body text in the message, so the error name is read there.
     return exc.status == 400 and "ExpiredToken" in str(exc)
-
-
-def _is_https_origin(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme.lower() == "https" and bool(parts.hostname)
 
 
 def _json_object(response: httpx.Response, name: str) -> dict[str, Any]:

@@ -63,16 +63,7 @@ class MastodonConnector(Connector):
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
-        problems = super().check_settings(settings)
-        instance = settings.options.get("instance")
-        if instance is not None and not (
-            isinstance(instance, str) and _is_https_origin(instance.strip())
-        ):
-            problems.append(
-                f"connectors[{settings.name}].options.instance: {instance!r} is not an https "
-                f"address; expected {cls.expected['instance']}"
-            )
-        return problems
+        return super().check_settings(settings) + cls.check_https_option(settings, "instance")
 
     @property
     def instance(self) -> str:
@@ -219,11 +210,6 @@ class MastodonConnector(Connector):
                 self.instance,
                 response.headers.get("x-ratelimit-reset", "the window resets"),
             )
-
-
-def _is_https_origin(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme.lower() == "https" and bool(parts.hostname)
 
 
 def _next_max_id(response: httpx.Response) -> str | None:
