@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.reply import ReplyNotAllowed, ReplyRules, SentReply
 from triage.config import ConfigError, ConnectorSettings
-from triage.domain import Batch, NewMention
+from triage.domain import Batch, NewMention, ReplyTarget
 from triage.http import (
     DEFAULT_POLICY,
     AuthError,
@@ -44,6 +45,9 @@ __all__ = [
     "PayloadError",
     "PermanentError",
     "RateLimitedError",
+    "ReplyNotAllowed",
+    "ReplyRules",
+    "SentReply",
     "TransientError",
 ]
 
@@ -85,7 +89,13 @@ class Connector:
     # Search sources need at least one query; the example shows what one looks like.
     requires_queries: ClassVar[bool] = False
     query_example: ClassVar[str] = '["kestrel mobile"]'
-    can_reply: ClassVar[bool] = False
+    # None: the platform has no API to answer with; agents open the mention and mark it replied.
+    reply_rules: ClassVar[ReplyRules | None] = None
+    # Credentials needed only to reply (reading works without them).
+    reply_credentials: ClassVar[tuple[str, ...]] = ()
+    # Whether a repeated post_reply with the same key is safe by itself (native idempotency
+    # or one-reply-per-item overwrite semantics); otherwise find_reply guards a retry.
+    reply_is_idempotent: ClassVar[bool] = False
     default_interval: ClassVar[float] = 15 * 60
     default_max_pages: ClassVar[int] = 20
     retry_policy: ClassVar[RetryPolicy] = DEFAULT_POLICY
@@ -248,6 +258,71 @@ class Connector:
         """Send through the shared retry policy; errors name this connector."""
         return send(
             self.client, request, policy=self.retry_policy, sleep=self._sleep, connector=self.name
+        )
+
+    def reply_unavailable(self) -> str | None:
+        """Why this connector cannot reply, in words for the agent; None when it can."""
+        if self.reply_rules is None:
+            return (
+                f"{self.platform} has no API for replies: open the mention, answer there, "
+                "then mark it as replied"
+            )
+        missing = [key for key in self.reply_credentials if _blank(self.credentials.get(key))]
+        if missing:
+            names = " and ".join(f"connectors[{self.name}].credentials.{key}" for key in missing)
+            return f"replying on {self.platform} needs {names}{self._expect(missing[0])}"
+        return None
+
+    def check_reply(self, target: ReplyTarget, text: str) -> list[str]:
+        """What stops `text` from going out as a reply to `target`, one line each."""
+        rules = self.reply_rules
+        if rules is None:
+            return []
+        if not text.strip():
+            return ["the reply is empty"]
+        length = rules.length(text)
+        if length > rules.max_length:
+            return [
+                f"the reply is {length} {rules.unit.value} long; {self.platform} allows "
+                f"{rules.max_length}"
+            ]
+        return []
+
+    def reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        """Post `text` as a reply to `target`; a repeat with the same `key` never posts twice.
+
+        Raises ReplyNotAllowed (nothing was sent) or another ConnectorError; an error with
+        `uncertain` set may hide a reply that went out, so check `find_reply` before a retry.
+        """
+        reason = self.reply_unavailable()
+        if reason:
+            raise ReplyNotAllowed(reason)
+        problems = self.check_reply(target, text)
+        if problems:
+            raise ReplyNotAllowed("; ".join(problems))
+        return self.post_reply(target, text, key=key)
+
+    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        """The platform call behind `reply`, for connectors with `reply_rules`."""
+        raise ReplyNotAllowed(f"{type(self).__name__} declares no way to reply")
+
+    def find_reply(self, target: ReplyTarget, key: str) -> SentReply | None:
+        """Our earlier reply to `target`, if the platform shows one; None if none or unknown.
+
+        Called before retrying an attempt that may have gone out. Connectors whose
+        `post_reply` is idempotent by itself need not override it.
+        """
+        return None
+
+    def send_once(self, request: httpx.Request) -> httpx.Response:
+        """Send a request that must not be repeated blindly (posting a reply)."""
+        return send(
+            self.client,
+            request,
+            policy=self.retry_policy,
+            sleep=self._sleep,
+            connector=self.name,
+            idempotent=False,
         )
 
     def map_items(

@@ -59,7 +59,6 @@ class BlueskyConnector(Connector):
         "identifier": "the account's handle, e.g. kestrel.bsky.social",
         "app_password": "an app password of the account (Settings > App passwords)",
     }
-    can_reply = False
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
         super().__init__(settings, **kwargs)

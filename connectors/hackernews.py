@@ -37,7 +37,6 @@ class HackerNewsConnector(Connector):
     type = "hackernews"
     requires_queries = True
     platform = "hackernews"
-    can_reply = False
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:

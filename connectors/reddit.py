@@ -74,7 +74,6 @@ class RedditConnector(Connector):
         "client_id": _CREDENTIALS_HINT,
         "client_secret": _CREDENTIALS_HINT,
     }
-    can_reply = False
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
         super().__init__(settings, **kwargs)

@@ -68,7 +68,6 @@ class XConnector(Connector):
         "with recent search access",
         "max_results": "a whole number of posts per page from 10 to 100",
     }
-    can_reply = False
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:

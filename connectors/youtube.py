@@ -85,7 +85,6 @@ class YouTubeConnector(Connector):
         "api_key": "a YouTube Data API v3 key from a Google Cloud project with the API enabled",
     }
     uses_queries = False
-    can_reply = False
     default_interval = 30 * 60.0
     default_max_pages = 5
 

@@ -34,3 +34,16 @@ class Batch:
 
     mentions: list[NewMention]
     cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """What a connector needs to answer one stored mention: its ids and raw payload."""
+
+    external_id: str
+    platform: str
+    url: str | None = None
+    author_handle: str | None = None
+    thread_id: str | None = None
+    parent_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)

@@ -32,6 +32,9 @@ from triage.clock import utcnow
 DEFAULT_USER_AGENT = f"triage/{__version__} (+https://github.com/triage-care/triage)"
 CONNECT_TIMEOUT = 10.0
 
+# How much of an error response's body an error keeps for the connector to inspect.
+BODY_KEPT = 4096
+
 # Epoch seconds are told apart from seconds-to-wait by size: nothing waits 30 years.
 _EPOCH_THRESHOLD = 1_000_000_000
 
@@ -42,11 +45,21 @@ class ConnectorError(Exception):
     retriable: ClassVar[bool] = False
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
+        uncertain: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        # The response body (first few KB), for connectors that read the platform's error code.
+        self.body = body
+        # True when the request may have taken effect (a POST that timed out or got a 5xx).
+        self.uncertain = uncertain
 
 
 class AuthError(ConnectorError):
@@ -241,8 +254,13 @@ def send(
     policy: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], Any] = time.sleep,
     connector: str | None = None,
+    idempotent: bool = True,
 ) -> httpx.Response:
-    """Send with retries per ERROR_TABLE; return a response below 400 or raise ConnectorError."""
+    """Send with retries per ERROR_TABLE; return a response below 400 or raise ConnectorError.
+
+    A request that is not `idempotent` (posting a reply) is retried only when the server surely
+    did not act on it (429, a refused connection); otherwise the error is marked `uncertain`.
+    """
     where = f"{request.method} {request.url.copy_with(query=None, fragment=None)}"
     attempt = 0
     while True:
@@ -263,6 +281,9 @@ def send(
             error = _response_error(rule, response, where, connector)
             wait = server_wait(response)
 
+        if not idempotent and rule.error.retriable and _may_have_acted(cause, error.status):
+            error.uncertain = True
+            raise error from cause
         if not rule.error.retriable or attempt >= policy.max_attempts:
             error.retry_after = wait
             raise error from cause
@@ -272,6 +293,16 @@ def send(
             error.retry_after = wait
             raise error
         sleep(wait if wait is not None else policy.backoff(attempt))
+
+
+def _may_have_acted(cause: Exception | None, status: int | None) -> bool:
+    """Whether a retriable failure may hide a request the server carried out.
+
+    429 and a connection never made are sure refusals; a 5xx, 408 or a read timeout are not.
+    """
+    if cause is None:
+        return status != 429
+    return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def _response_error(
@@ -284,4 +315,4 @@ def _response_error(
     detail = " ".join(response.text.split())[:200] if not rule.error.retriable else ""
     if detail:
         message += f"; the server said: {detail}"
-    return rule.error(message, status=response.status_code)
+    return rule.error(message, status=response.status_code, body=response.text[:BODY_KEPT])
