@@ -96,6 +96,8 @@ class Connector:
     # Whether a repeated post_reply with the same key is safe by itself (native idempotency
     # or one-reply-per-item overwrite semantics); otherwise find_reply guards a retry.
     reply_is_idempotent: ClassVar[bool] = False
+    # True for sources that push to us (the inbound webhook): the scheduler never polls them.
+    receives_pushes: ClassVar[bool] = False
     default_interval: ClassVar[float] = 15 * 60
     default_max_pages: ClassVar[int] = 20
     retry_policy: ClassVar[RetryPolicy] = DEFAULT_POLICY
