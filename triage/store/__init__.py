@@ -10,6 +10,8 @@ from triage.store.tables import (
     ConnectorState,
     Draft,
     Mention,
+    OutboundReply,
+    ReplyStatus,
 )
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "ConnectorState",
     "Draft",
     "Mention",
+    "OutboundReply",
+    "ReplyStatus",
     "make_engine",
     "session_scope",
     "upgrade",

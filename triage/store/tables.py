@@ -125,6 +125,36 @@ class Case(SQLModel, table=True):
     first_response_seconds: float | None = None
 
 
+class ReplyStatus(StrEnum):
+    NEW = "new"  # recorded, not tried yet
+    SENDING = "sending"  # an attempt holds the lease
+    UNKNOWN = "unknown"  # an attempt ended without a clear answer: it may have gone out
+    SENT = "sent"
+    FAILED = "failed"  # the platform surely did not post it; may be tried again
+
+
+class OutboundReply(SQLModel, table=True):
+    """A reply on its way to a platform, kept under an idempotency key so it goes out once."""
+
+    __tablename__ = "outbound_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=128, unique=True)
+    mention_id: int = Field(foreign_key="mention.id", index=True, ondelete="CASCADE")
+    case_id: int | None = Field(default=None, foreign_key="care_case.id", ondelete="SET NULL")
+    source: str = Field(max_length=64)
+    text: str = Field(sa_type=sa.Text)
+    status: str = Field(default=ReplyStatus.NEW, max_length=16, index=True)
+    attempts: int = 0
+    requested_by: str = Field(max_length=128)
+    external_id: str | None = Field(default=None, max_length=512)
+    url: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    attempt_at: datetime | None = _time()
+    sent_at: datetime | None = _time()
+
+
 class ConnectorState(SQLModel, table=True):
     """A connector's cursor and health, kept apart from the mentions it covers."""
 
