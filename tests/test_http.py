@@ -249,3 +249,46 @@ def test_other_client_errors_are_permanent_and_not_retried() -> None:
         send(client, client.build_request("GET", URL), policy=FAST, sleep=Sleeps())
     assert caught.value.status == 404
     assert route.call_count == 1
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "outcome",
+    [httpx.Response(500), httpx.Response(502), httpx.Response(408), httpx.ReadTimeout("slow")],
+    ids=["500", "502", "408", "read-timeout"],
+)
+def test_a_post_that_may_have_acted_is_not_retried_and_is_marked_uncertain(outcome) -> None:
+    route = respx.post(URL).mock(side_effect=[outcome, httpx.Response(201)])
+    sleeps = Sleeps()
+    with make_client() as client, pytest.raises(TransientError) as caught:
+        send(client, client.build_request("POST", URL), policy=FAST, sleep=sleeps, idempotent=False)
+    assert route.call_count == 1
+    assert sleeps == []
+    assert caught.value.uncertain is True
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "refusal",
+    [httpx.Response(429, headers={"Retry-After": "3"}), httpx.ConnectError("refused")],
+    ids=["429", "connect-error"],
+)
+def test_a_post_the_server_surely_refused_is_retried(refusal) -> None:
+    route = respx.post(URL).mock(side_effect=[refusal, httpx.Response(201)])
+    with make_client() as client:
+        response = send(
+            client, client.build_request("POST", URL), policy=FAST, sleep=Sleeps(), idempotent=False
+        )
+    assert response.status_code == 201
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_an_error_keeps_the_response_body_for_the_connector() -> None:
+    body = '{"error": "ExpiredToken", "message": "Token has expired"}'
+    respx.get(URL).mock(return_value=httpx.Response(400, text=body))
+    with make_client() as client, pytest.raises(PermanentError) as caught:
+        send(client, client.build_request("GET", URL), policy=FAST, sleep=Sleeps())
+    assert caught.value.body == body
+    assert caught.value.status == 400
+    assert caught.value.uncertain is False
