@@ -223,8 +223,61 @@ def test_connectors_test_dry_runs_and_list_shows_health(tmp_path):
     rows = {
         cells[0]: cells
         for line in listing.stdout.splitlines()
-        if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 8
+        if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 9
     }
-    assert rows["imports"][4] == "1" and rows["imports"][6] == "0"
-    assert rows["feed"][4] == "0" and rows["feed"][6] == "1"
-    assert rows["feed"][7] == "AuthError: check credentials"
+    assert rows["imports"][4] == "no: open + mark replied"
+    assert rows["imports"][5] == "1" and rows["imports"][7] == "0"
+    assert rows["feed"][5] == "0" and rows["feed"][7] == "1"
+    assert rows["feed"][8] == "AuthError: check credentials"
+
+
+def test_reply_refuses_a_source_without_replies_and_mark_replied_closes_it(tmp_path):
+    from sqlmodel import select
+
+    from triage.domain import NewMention
+    from triage.store import AuditEvent, Case, CaseStatus, make_engine, session_scope, upgrade
+    from triage.store.queries import save_batch
+
+    db = tmp_path / "t.db"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n'
+        '[[connectors]]\nname = "imports"\ntype = "file"\noptions = { path = "in.jsonl" }\n',
+        encoding="utf-8",
+    )
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    with session_scope(engine) as session:
+        mention = NewMention(source="imports", external_id="1", platform="file", text="help")
+        save_batch(session, source="imports", mentions=[mention], cursor=None)
+    with session_scope(engine) as session:
+        session.add(Case(mention_id=1, status=CaseStatus.POSTED))
+
+    refused = triage(
+        "reply", "1", "--as", "ana", "--text", "Sorry!", "--config", str(config), cwd=tmp_path
+    )
+    assert refused.returncode == 1
+    assert "not sent: file has no API for replies" in refused.stderr
+    no_draft = triage("reply", "1", "--as", "ana", "--config", str(config), cwd=tmp_path)
+    assert no_draft.returncode == 2 and "has no draft" in no_draft.stderr
+
+    marked = triage(
+        "mark-replied",
+        "1",
+        "--as",
+        "ana",
+        "--url",
+        "https://x.example/a",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert marked.returncode == 0, marked.stderr
+    again = triage("mark-replied", "1", "--as", "ana", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 1 and "already marked replied" in again.stderr
+    with session_scope(engine) as session:
+        case = session.exec(select(Case)).one()
+        actions = [event.action for event in session.exec(select(AuditEvent))]
+    engine.dispose()
+    assert case.status == CaseStatus.REPLIED and case.reply_url == "https://x.example/a"
+    assert actions == ["reply_failed", "mark_replied"]

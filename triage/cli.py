@@ -1,4 +1,4 @@
-"""The `triage` command: demo, once, run, queue, score, check-config, db upgrade, connectors."""
+"""The `triage` command: demo, once, run, queue, reply, score, check-config, db, connectors."""
 
 from __future__ import annotations
 
@@ -138,8 +138,8 @@ def connectors_list(config: ConfigOption = None) -> None:
         states = connector_states(session)
         counts = mention_counts(session)
     table = Table(title="Connectors")
-    columns = ("name", "type", "enabled", "interval", "mentions", "last success", "failures")
-    for column in (*columns, "last error"):
+    columns = ("name", "type", "enabled", "interval", "replies", "mentions", "last success")
+    for column in (*columns, "failures", "last error"):
         table.add_column(column)
     for connector in settings.connectors:
         state = states.get(connector.name)
@@ -148,12 +148,27 @@ def connectors_list(config: ConfigOption = None) -> None:
             connector.type,
             "yes" if connector.enabled else "no",
             f"{connector.interval:.0f}s",
+            _reply_support(connector),
             str(counts.get(connector.name, 0)),
             f"{state.last_success_at:%Y-%m-%d %H:%M}" if state and state.last_success_at else "-",
             str(state.consecutive_failures) if state else "0",
             (state.last_error or "")[:80] if state else "",
         )
     _console().print(table)
+
+
+def _reply_support(connector: ConnectorSettings) -> str:
+    """yes, no (open and mark replied), or what replying still needs."""
+    from connectors.registry import build_connector
+
+    try:
+        with build_connector(connector) as source:
+            if source.reply_rules is None:
+                return "no: open + mark replied"
+            missing = source.reply_unavailable()
+    except ConfigError:
+        return "-"
+    return "yes" if missing is None else "needs credentials"
 
 
 @connectors_app.command("test")
@@ -181,8 +196,21 @@ def connectors_test(
     mentions = batch.mentions if batch else []
     typer.echo(f"{name}: OK, first page has {len(mentions)} mentions")
     for mention in mentions[:show]:
+        shown = {
+            "id": mention.external_id,
+            "created_at": mention.created_at.isoformat() if mention.created_at else None,
+            "author": mention.author_handle or mention.author_name,
+            "reach": mention.author_reach,
+            "rating": mention.rating,
+            "url": mention.url,
+            "title": mention.title,
+            "text": mention.text[:200],
+        }
         typer.echo(
-            json.dumps({"id": mention.external_id, "text": mention.text[:200]}, ensure_ascii=False)
+            json.dumps(
+                {key: value for key, value in shown.items() if value is not None},
+                ensure_ascii=False,
+            )
         )
 
 
@@ -294,6 +322,96 @@ def score(
     with open(out, "w", encoding="utf-8") if out else _stdout() as sink:
         counts = score_file(settings, in_, sink, progress=sys.stderr.isatty())
     log.info("scored %d rows (%d skipped)", counts.scored, counts.skipped)
+
+
+ActorOption = Annotated[
+    str,
+    typer.Option("--as", help="Who is acting, recorded in the audit log (a name or Slack id)."),
+]
+
+
+def _replies(settings: Settings, engine: sa.Engine) -> Any:
+    from connectors.registry import build_connector
+    from triage.act import Replies, ReplyRefused
+
+    def connector_for(source: str) -> Any:
+        try:
+            return build_connector(settings.connector(source))
+        except KeyError:
+            raise ReplyRefused(
+                f"{settings.source}: the mention came from connector {source!r}, which is no "
+                "longer configured; open the mention and mark it replied"
+            ) from None
+
+    return Replies(engine, connector_for)
+
+
+@app.command()
+def reply(
+    mention_id: Annotated[int, typer.Argument(help="The mention's id (the ID column of queue).")],
+    actor: ActorOption,
+    text: Annotated[
+        str | None, typer.Option("--text", help="The reply; default: the mention's draft.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="Send again although an earlier attempt may have gone out."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send the reply to one mention on its platform; a repeat never posts twice."""
+    from sqlmodel import select
+
+    from connectors.reply import ReplyNotAllowed
+    from triage.act import ReplyRefused
+    from triage.http import ConnectorError
+    from triage.store import Draft, session_scope
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    if text is None:
+        with session_scope(engine) as session:
+            draft = session.exec(select(Draft).where(Draft.mention_id == mention_id)).first()
+        if draft is None:
+            typer.echo(f"mention {mention_id} has no draft; give the reply with --text", err=True)
+            raise typer.Exit(2)
+        text = draft.text
+    try:
+        result = _replies(settings, engine).send(mention_id, text, actor=actor, force=force)
+    except ReplyRefused as exc:
+        typer.echo(f"not sent: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ReplyNotAllowed as exc:
+        typer.echo(f"not sent: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ConnectorError as exc:
+        outcome = "may have gone out (run again to check)" if exc.uncertain else "not sent"
+        typer.echo(f"{outcome}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if result.already_sent:
+        typer.echo(f"already sent by {result.sent_by}: {result.url or result.external_id}")
+    else:
+        typer.echo(f"sent: {result.url or result.external_id}")
+
+
+@app.command("mark-replied")
+def mark_replied(
+    mention_id: Annotated[int, typer.Argument(help="The mention's id (the ID column of queue).")],
+    actor: ActorOption,
+    url: Annotated[str | None, typer.Option(help="Where the answer was posted.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Close a case that was answered outside triage (sources without a reply API)."""
+    from triage.act import ReplyRefused
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    try:
+        _replies(settings, engine).mark_replied(mention_id, actor=actor, url=url)
+    except ReplyRefused as exc:
+        typer.echo(f"not changed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"mention {mention_id} marked replied")
 
 
 @contextmanager

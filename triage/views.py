@@ -52,6 +52,7 @@ def print_queue(rows: list[QueueRow], console: Console) -> None:
         return
     table = Table(title=f"Open queue ({len(rows)}), worst first", show_lines=False, expand=True)
     for column, options in (
+        ("ID", {"justify": "right", "no_wrap": True}),
         ("Pri", {"no_wrap": True}),
         ("Score", {"justify": "right"}),
         ("Lang", {}),
@@ -65,6 +66,7 @@ def print_queue(rows: list[QueueRow], console: Console) -> None:
     for row in rows:
         analysis = row.analysis
         table.add_row(
+            str(row.mention.id),
             f"[{PRIORITY_STYLE.get(analysis.priority, '')}]{analysis.priority}[/]",
             str(analysis.urgency),
             analysis.language,
