@@ -179,12 +179,12 @@ class UrgencyScorer:
         if signals.reach:
             for threshold, value in w.reach:
                 if signals.reach >= threshold:
-                    points.append((value, f"{_compact(signals.reach)} followers"))
+                    points.append((value, f"{compact(signals.reach)} followers"))
                     break
         if signals.vip:
             points.append((w.vip, "VIP account"))
         if signals.engagement and signals.engagement >= w.engagement_threshold:
-            points.append((w.engagement, f"{_compact(signals.engagement)} likes and replies"))
+            points.append((w.engagement, f"{compact(signals.engagement)} likes and replies"))
         if signals.prior_contacts:
             value = min(w.repeat_contact_cap, w.repeat_contact * signals.prior_contacts)
             points.append((value, f"{_ordinal(signals.prior_contacts + 1)} message this week"))
@@ -260,7 +260,8 @@ def _inside(position: int, spans: list[tuple[int, int]]) -> bool:
     return any(start <= position < end for start, end in spans)
 
 
-def _compact(number: int) -> str:
+def compact(number: int) -> str:
+    """12,400 as 12k, 1,500,000 as 1.5M: how reach reads in a reason."""
     if number >= 1_000_000:
         return f"{number / 1_000_000:.1f}M".replace(".0M", "M")
     if number >= 1_000:

@@ -123,6 +123,10 @@ class ModelSettings(_Section):
         return languages
 
 
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_USER_OR_GROUP_ID = re.compile(r"^[UWS][A-Z0-9]{6,}$")
+
+
 class SlackSettings(_Section):
     bot_token: str | None = None
     app_token: str | None = None
@@ -130,7 +134,50 @@ class SlackSettings(_Section):
     care_channel: str | None = None
     escalation_channel: str | None = None
     reports_channel: str | None = None
+    # User group ids (S...): mentioned on P1 cards, and pinged on SLA breaches.
+    oncall_group: str | None = None
+    leads_group: str | None = None
+    # Who may send replies and who may pause connectors: user ids (U...) or user group ids (S...).
+    senders: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+    # Slack allows about one message per second per channel.
+    post_interval: Duration = 1.0
     api_url: str = "https://slack.com/api/"
+
+    @field_validator("care_channel", "escalation_channel", "reports_channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a channel id; expected an id such as C0123ABCD "
+                "(in Slack: the channel's name > About > Channel ID at the bottom)"
+            )
+        return value
+
+    @field_validator("oncall_group", "leads_group")
+    @classmethod
+    def _group_id(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("S") and _USER_OR_GROUP_ID.match(value)):
+            raise ValueError(f"{value!r} is not a user group id; expected an id such as S0123ABCD")
+        return value
+
+    @field_validator("senders", "admins")
+    @classmethod
+    def _people(cls, values: list[str]) -> list[str]:
+        bad = [value for value in values if not _USER_OR_GROUP_ID.match(value)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: expected user ids (U0123ABCD) or user group ids "
+                "(S0123ABCD)"
+            )
+        return values
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) address")
+        return value if value.endswith("/") else value + "/"
 
 
 class ConnectorSettings(_Section):

@@ -11,7 +11,9 @@ from triage.store.tables import (
     Draft,
     Mention,
     OutboundReply,
+    OutboxStatus,
     ReplyStatus,
+    SlackMessage,
 )
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "Draft",
     "Mention",
     "OutboundReply",
+    "OutboxStatus",
     "ReplyStatus",
+    "SlackMessage",
     "make_engine",
     "session_scope",
     "upgrade",

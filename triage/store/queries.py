@@ -18,9 +18,11 @@ from triage.store.tables import (
     Analysis,
     AuditEvent,
     Case,
+    CaseStatus,
     ConnectorState,
     Draft,
     Mention,
+    SlackMessage,
 )
 
 PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
@@ -160,6 +162,23 @@ def open_queue(
         .order_by(
             PRIORITY_ORDER, col(Analysis.urgency).desc(), col(Mention.created_at), col(Case.id)
         )
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def cases_to_notify(
+    session: Session, *, limit: int
+) -> list[tuple[Case, Mention, Analysis, Draft | None]]:
+    """New cases with no Slack card queued yet, worst first."""
+    queued = select(SlackMessage.case_id).where(col(SlackMessage.case_id).is_not(None))
+    statement = (
+        select(Case, Mention, Analysis, Draft)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
+        .where(col(Case.status) == CaseStatus.NEW, col(Case.id).not_in(queued))
+        .order_by(PRIORITY_ORDER, col(Analysis.urgency).desc(), col(Case.id))
         .limit(limit)
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]

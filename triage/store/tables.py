@@ -123,6 +123,9 @@ class Case(SQLModel, table=True):
     dismissed_at: datetime | None = _time()
     escalated_at: datetime | None = _time()
     first_response_seconds: float | None = None
+    # Where its card is in Slack, once posted (for chat.update).
+    slack_channel: str | None = Field(default=None, max_length=32)
+    slack_ts: str | None = Field(default=None, max_length=32)
 
 
 class ReplyStatus(StrEnum):
@@ -149,6 +152,35 @@ class OutboundReply(SQLModel, table=True):
     requested_by: str = Field(max_length=128)
     external_id: str | None = Field(default=None, max_length=512)
     url: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    attempt_at: datetime | None = _time()
+    sent_at: datetime | None = _time()
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # a worker is sending it, or crashed while it did
+    SENT = "sent"
+    FAILED = "failed"  # Slack refused it for good (bad channel, bad blocks)
+
+
+class SlackMessage(SQLModel, table=True):
+    """A Slack write waiting to happen, under a key: a restart never loses or repeats it."""
+
+    __tablename__ = "slack_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=128, unique=True)
+    method: str = Field(max_length=32, description="chat.postMessage, chat.update, ...")
+    channel: str = Field(max_length=32)
+    case_id: int | None = Field(default=None, foreign_key="care_case.id", ondelete="SET NULL")
+    # Lower goes first: cards are sent worst first.
+    rank: int = Field(default=0, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16, index=True)
+    attempts: int = 0
+    ts: str | None = Field(default=None, max_length=32)
     error: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     attempt_at: datetime | None = _time()

@@ -1,0 +1,134 @@
+"""A local fake of the Slack Web API: real HTTP on 127.0.0.1, every request recorded.
+
+It keeps posted messages per channel (with their metadata, for conversations.history), and can
+be told to answer the next call of a method with a 429 and Retry-After, a 500, an error such as
+channel_not_found, or to post the message and then answer 500 (a reply lost on the way back).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Fault:
+    status: int = 200
+    error: str | None = None
+    retry_after: int | None = None
+    # Carry the call out, then answer with the fault (the answer is lost, the effect is not).
+    after_effect: bool = False
+
+
+@dataclass
+class FakeSlack:
+    """State shared with the handler thread; read it from tests."""
+
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _clock: float = field(default_factory=time.time)
+
+    def fail_next(self, method: str, fault: Fault) -> None:
+        with self.lock:
+            self.faults[method].append(fault)
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call.method == method]
+
+    def handle(self, method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], Fault | None]:
+        with self.lock:
+            fault = self.faults[method].popleft() if self.faults[method] else None
+            if fault is not None and not fault.after_effect:
+                return fault.status, {"ok": False, "error": fault.error or "fatal_error"}, fault
+            result = self._effect(method, body)
+            if fault is not None:
+                return fault.status, {"ok": False, "error": fault.error or "fatal_error"}, fault
+            return 200, result, None
+
+    def _effect(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        channel = body.get("channel")
+        if method == "auth.test":
+            return {"ok": True, "user_id": "UBOT0001", "team_id": "T0001", "bot_id": "B0001"}
+        if method in ("chat.postMessage", "chat.postEphemeral"):
+            self._clock += 1
+            ts = f"{self._clock:.6f}"
+            message = {"type": "message", "ts": ts, **body}
+            if method == "chat.postMessage":
+                self.messages[channel].append(message)
+                return {"ok": True, "channel": channel, "ts": ts, "message": message}
+            return {"ok": True, "message_ts": ts}
+        if method == "chat.update":
+            for message in self.messages[channel]:
+                if message["ts"] == body.get("ts"):
+                    message.update({key: value for key, value in body.items() if key != "ts"})
+                    return {"ok": True, "channel": channel, "ts": body["ts"]}
+            return {"ok": False, "error": "message_not_found"}
+        if method == "conversations.history":
+            oldest = float(body.get("oldest") or 0)
+            found = [m for m in self.messages[channel] if float(m["ts"]) > oldest]
+            include = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+            shown = [
+                m if include else {k: v for k, v in m.items() if k != "metadata"}
+                for m in reversed(found)
+            ]
+            return {"ok": True, "messages": shown, "has_more": False}
+        return {"ok": True}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        method = self.path.rsplit("/", 1)[-1]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8")
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            body = json.loads(raw) if raw else {}
+        else:
+            body = {key: values[-1] for key, values in parse_qs(raw).items()}
+        state = self.server.state
+        with state.lock:
+            state.calls.append(Call(method, body, dict(self.headers)))
+        status, answer, fault = state.handle(method, body)
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        if fault is not None and fault.retry_after is not None:
+            self.send_header("Retry-After", str(fault.retry_after))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: FakeSlack
+
+
+def start_fake_slack() -> tuple[_Server, str]:
+    """Start the server on a free port; returns it and its API base URL."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.state = FakeSlack()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    return server, f"http://{host}:{port}/api/"

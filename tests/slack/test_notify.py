@@ -1,0 +1,227 @@
+"""Cards reach Slack worst first through the outbox: never twice, never lost, always escaped."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from tests.slack.conftest import CARE, ESCALATION, add_case
+from tests.slack.fake_slack import Fault
+from triage.clock import utcnow
+from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
+from triage.notify import LEASE, METADATA_EVENT, Notifier
+from triage.slack.cards import APPROVE, MARK_REPLIED
+from triage.slack.client import make_slack_client
+from triage.store import Case, CaseStatus, OutboxStatus, SlackMessage, session_scope
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def notifier_for(engine, slack, tmp_path):
+    _, url = slack
+    (tmp_path / "in.jsonl").write_text("", encoding="utf-8")
+
+    def build(**slack_options) -> tuple[Notifier, Sleeps]:
+        settings = Settings(
+            database=DatabaseSettings(url=str(engine.url)),
+            slack=SlackSettings(
+                bot_token="xoxb-test",
+                care_channel=CARE,
+                escalation_channel=ESCALATION,
+                oncall_group="S0ONCALL01",
+                api_url=url,
+                **slack_options,
+            ),
+            connectors=[
+                ConnectorSettings(
+                    name="imports", type="file", options={"path": str(tmp_path / "in.jsonl")}
+                )
+            ],
+        )
+        sleeps = Sleeps()
+        notifier = Notifier(
+            settings,
+            engine,
+            make_slack_client(settings.slack),
+            sleep=sleeps,
+            monotonic=lambda: 100.0,
+        )
+        return notifier, sleeps
+
+    return build
+
+
+def _posted(state, channel: str) -> list[dict]:
+    calls = state.calls_to("chat.postMessage")
+    return [call.body for call in calls if call.body["channel"] == channel]
+
+
+def _rows(engine) -> dict[str, SlackMessage]:
+    with session_scope(engine) as session:
+        return {row.key: row for row in session.exec(select(SlackMessage))}
+
+
+def test_cards_go_out_worst_first_and_p1_also_to_escalation(engine, slack, notifier_for):
+    state, _ = slack
+    low = add_case(engine, external_id="a", text="meh", priority="P3", urgency=30)
+    worst = add_case(
+        engine, external_id="b", text="lawyer", priority="P1", urgency=95, escalate=True
+    )
+    middle = add_case(engine, external_id="c", text="refund?", priority="P2", urgency=60)
+    notifier, _ = notifier_for()
+
+    assert notifier.enqueue_cards() == 3
+    assert notifier.enqueue_cards() == 0  # queued once
+    assert notifier.flush() == 4
+
+    care = _posted(state, CARE)
+    assert [body["text"].split(":")[0] for body in care] == [
+        "P1 (95) file",
+        "P2 (60) file",
+        "P3 (30) file",
+    ]
+    [escalated] = _posted(state, ESCALATION)
+    assert "<!subteam^S0ONCALL01>" in escalated["blocks"][0]["text"]["text"]
+    assert care[0]["metadata"] == {
+        "event_type": METADATA_EVENT,
+        "event_payload": {"key": f"card:{worst}"},
+    }
+    with session_scope(engine) as session:
+        cases = {case.id: case for case in session.exec(select(Case))}
+    for case_id in (low, worst, middle):
+        assert cases[case_id].status == CaseStatus.POSTED
+        assert cases[case_id].slack_channel == CARE
+    assert cases[worst].slack_ts == state.messages[CARE][0]["ts"]
+    assert notifier.flush() == 0
+    assert len(state.calls_to("chat.postMessage")) == 4
+
+
+def test_customer_text_pings_nobody_and_fakes_no_link(engine, slack, notifier_for):
+    state, _ = slack
+    add_case(
+        engine,
+        external_id="evil",
+        text="<!channel> hey <@U123ABC> see <https://evil.example|kestrel.com> & <!here>",
+    )
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    notifier.flush()
+    [body] = _posted(state, CARE)
+    sent = json.dumps(body)
+    for raw in ("<!channel>", "<@U123ABC>", "<https://evil.example|", "<!here>"):
+        assert raw not in sent
+    mention_block = body["blocks"][1]["text"]["text"]
+    assert "&lt;!channel&gt; hey &lt;@U123ABC&gt; see &lt;https://evil.example|kestrel.com&gt;" in (
+        mention_block
+    )
+    assert "&amp; &lt;!here&gt;" in mention_block
+
+
+def test_a_source_that_cannot_reply_offers_open_and_mark_replied(engine, slack, notifier_for):
+    state, _ = slack
+    add_case(engine, external_id="f", text="where is my parcel")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    notifier.flush()
+    [body] = _posted(state, CARE)
+    actions = [element.get("action_id") for element in body["blocks"][-1]["elements"]]
+    assert MARK_REPLIED in actions and APPROVE not in actions
+
+
+def test_rate_limited_post_waits_and_goes_out_once(engine, slack, notifier_for):
+    state, _ = slack
+    add_case(engine, external_id="r", text="help")
+    state.fail_next("chat.postMessage", Fault(status=429, error="ratelimited", retry_after=1))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    assert notifier.flush() == 1
+    assert len(state.calls_to("chat.postMessage")) == 2
+    assert len(state.messages[CARE]) == 1
+
+
+def test_a_lost_answer_is_found_in_history_not_posted_twice(engine, slack, notifier_for):
+    state, _ = slack
+    case_id = add_case(engine, external_id="l", text="help")
+    state.fail_next("chat.postMessage", Fault(status=500, error="fatal_error", after_effect=True))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+
+    assert notifier.flush() == 0
+    assert _rows(engine)[f"card:{case_id}"].status == OutboxStatus.PENDING
+    assert notifier.flush() == 1
+
+    assert len(state.messages[CARE]) == 1
+    assert len(state.calls_to("chat.postMessage")) == 1
+    [history] = state.calls_to("conversations.history")
+    assert history.body["channel"] == CARE
+    row = _rows(engine)[f"card:{case_id}"]
+    assert (row.status, row.attempts) == (OutboxStatus.SENT, 2)
+    assert row.ts == state.messages[CARE][0]["ts"]
+
+
+@pytest.mark.parametrize("posted_before_crash", [True, False])
+def test_a_crash_mid_post_then_restart_posts_exactly_once(
+    engine, slack, notifier_for, posted_before_crash
+):
+    state, _ = slack
+    case_id = add_case(engine, external_id="c", text="help")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    key = f"card:{case_id}"
+    if posted_before_crash:
+        # The crashed worker's message reached Slack; the worker died before recording it.
+        state.handle(
+            "chat.postMessage",
+            {
+                **_rows(engine)[key].payload,
+                "channel": CARE,
+                "metadata": {"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+            },
+        )
+    with session_scope(engine) as session:
+        row = session.exec(select(SlackMessage)).one()
+        row.status, row.attempts = OutboxStatus.SENDING, 1
+        row.attempt_at = utcnow() - timedelta(seconds=5)
+        session.add(row)
+
+    restarted, _ = notifier_for()
+    assert restarted.flush() == 0  # the claim is fresh: the other worker may still be alive
+    with session_scope(engine) as session:
+        row = session.exec(select(SlackMessage)).one()
+        row.attempt_at = utcnow() - LEASE - timedelta(seconds=1)
+        session.add(row)
+    assert restarted.flush() == 1
+
+    assert len(state.messages[CARE]) == 1
+    assert len(state.calls_to("chat.postMessage")) == (0 if posted_before_crash else 1)
+    with session_scope(engine) as session:
+        assert session.get(Case, case_id).slack_ts == state.messages[CARE][0]["ts"]
+
+
+def test_a_refused_card_is_failed_and_not_retried(engine, slack, notifier_for):
+    state, _ = slack
+    case_id = add_case(engine, external_id="x", text="help")
+    state.fail_next("chat.postMessage", Fault(status=200, error="channel_not_found"))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    assert notifier.flush() == 0
+    assert notifier.flush() == 0
+    row = _rows(engine)[f"card:{case_id}"]
+    assert (row.status, row.error) == (OutboxStatus.FAILED, "channel_not_found")
+    assert len(state.calls_to("chat.postMessage")) == 1
+
+
+def test_posts_to_one_channel_are_paced(engine, slack, notifier_for):
+    for index in range(3):
+        add_case(engine, external_id=f"p{index}", text="help")
+    notifier, sleeps = notifier_for(post_interval="1.5s")
+    notifier.enqueue_cards()
+    assert notifier.flush() == 3
+    assert sleeps == [1.5, 1.5]

@@ -1,0 +1,301 @@
+"""The notify stage: cases that need a human become Slack cards, worst first, through the outbox.
+
+`enqueue_cards` writes one slack_outbox row per card (key `card:<case>`, plus
+`card:<case>:escalation` for P1s when an escalation channel is set); `flush` sends pending rows
+in rank order, about one message per second per channel. Every chat.postMessage carries the row's
+key in its message metadata, so after a crash or an unclear answer (5xx, dropped connection) the
+outbox finds the message in the channel's history instead of posting it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlmodel import col, select
+
+from connectors.registry import build_connector
+from triage.clock import utcnow
+from triage.config import ConfigError, Settings
+from triage.slack.cards import CardView, card_blocks, card_text
+from triage.store import (
+    Analysis,
+    Case,
+    CaseStatus,
+    Draft,
+    Mention,
+    OutboxStatus,
+    SlackMessage,
+    session_scope,
+)
+from triage.store.queries import cases_to_notify
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "triage_outbox"
+# A claim older than this is presumed to belong to a crashed worker.
+LEASE = timedelta(seconds=60)
+# How far back, before an attempt, the channel history is searched for its message.
+HISTORY_SLACK = timedelta(seconds=30)
+PRIORITY_RANK = {"P1": 0, "P2": 1000, "P3": 2000, "P4": 3000}
+
+
+def card_rank(priority: str, urgency: int) -> int:
+    """Worst first: the band, then the score."""
+    return PRIORITY_RANK.get(priority, 4000) + (100 - max(0, min(100, urgency)))
+
+
+class Notifier:
+    """Turns new cases into outbox rows and sends the outbox to Slack."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        client: WebClient,
+        *,
+        sleep: Callable[[float], Any] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.engine = engine
+        self.client = client
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._last_post: dict[str, float] = {}
+        self._reply_info: dict[str, tuple[Any, str | None]] = {}
+
+    def enqueue_cards(self, *, limit: int = 100) -> int:
+        """Queue a card for every new case not queued yet; return how many."""
+        channel = self.settings.slack.care_channel
+        if not channel:
+            return 0
+        escalation = self.settings.slack.escalation_channel
+        queued = 0
+        with session_scope(self.engine) as session:
+            for case, mention, analysis, draft in cases_to_notify(session, limit=limit):
+                view = self.card_view(case, mention, analysis, draft)
+                payload = {
+                    "text": card_text(view),
+                    "blocks": card_blocks(view),
+                    "unfurl_links": False,
+                    "unfurl_media": False,
+                }
+                rank = card_rank(analysis.priority, analysis.urgency)
+                targets = [(f"card:{case.id}", channel)]
+                if escalation and (analysis.priority == "P1" or analysis.escalate):
+                    targets.append((f"card:{case.id}:escalation", escalation))
+                for key, target in targets:
+                    session.add(
+                        SlackMessage(
+                            key=key,
+                            method="chat.postMessage",
+                            channel=target,
+                            case_id=case.id,
+                            rank=rank,
+                            payload=payload,
+                        )
+                    )
+                queued += 1
+        return queued
+
+    def card_view(
+        self, case: Case, mention: Mention, analysis: Analysis, draft: Draft | None
+    ) -> CardView:
+        """What the card of a case shows, including what its platform allows for a reply."""
+        rules, cannot_reply = self._replies_for(mention.source)
+        return CardView(
+            case_id=case.id or 0,
+            priority=analysis.priority,
+            urgency=analysis.urgency,
+            source=mention.source,
+            platform=mention.platform,
+            text=mention.text,
+            url=mention.url,
+            language=analysis.language,
+            sentiment=analysis.sentiment,
+            confidence=max(analysis.p_negative, analysis.p_neutral, analysis.p_positive),
+            reasons=list(analysis.reasons or []),
+            author_name=mention.author_name,
+            author_handle=mention.author_handle,
+            author_reach=mention.author_reach,
+            rating=mention.rating,
+            title=mention.title,
+            created_at=mention.created_at,
+            draft=draft.text if draft else None,
+            draft_note=draft.note if draft else None,
+            reply_limit=rules.max_length if rules else None,
+            reply_length=rules.length(draft.text) if rules and draft else None,
+            cannot_reply=cannot_reply,
+            escalate=analysis.escalate or analysis.priority == "P1",
+            oncall_group=self.settings.slack.oncall_group,
+            assignee=case.assignee,
+        )
+
+    def flush(self, *, limit: int = 200) -> int:
+        """Send pending outbox rows, lowest rank first; return how many went out."""
+        sent = 0
+        for row_id in self._due(limit):
+            if self._send(row_id):
+                sent += 1
+        return sent
+
+    def _due(self, limit: int) -> list[int]:
+        stale = utcnow() - LEASE
+        with session_scope(self.engine) as session:
+            statement = (
+                select(SlackMessage.id)
+                .where(
+                    sa.or_(
+                        col(SlackMessage.status) == OutboxStatus.PENDING,
+                        sa.and_(
+                            col(SlackMessage.status) == OutboxStatus.SENDING,
+                            col(SlackMessage.attempt_at) < stale,
+                        ),
+                    )
+                )
+                .order_by(col(SlackMessage.rank), col(SlackMessage.id))
+                .limit(limit)
+            )
+            return [row_id for row_id in session.exec(statement).all() if row_id is not None]
+
+    def _send(self, row_id: int) -> bool:
+        row = self._claim(row_id)
+        if row is None:
+            return False
+        if row.method == "chat.postMessage" and row.attempts > 1:
+            found = self._find_posted(row)
+            if found is not None:
+                self._record_sent(row, found)
+                return True
+        self._pace(row.channel)
+        try:
+            response = self.client.api_call(row.method, json=self._request(row))
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error") or exc)
+            if status >= 500 or error in ("ratelimited", "fatal_error", "internal_error"):
+                self._release(row, error)  # unclear or temporary: try again next flush
+            else:
+                self._fail(row, error)
+            return False
+        except (SlackClientError, OSError) as exc:
+            self._release(row, f"{type(exc).__name__}: {exc}")
+            return False
+        finally:
+            self._last_post[row.channel] = self._monotonic()
+        self._record_sent(row, dict(response.data) if isinstance(response.data, dict) else {})
+        return True
+
+    def _request(self, row: SlackMessage) -> dict[str, Any]:
+        request = {**row.payload, "channel": row.channel}
+        if row.method == "chat.postMessage":
+            request["metadata"] = {
+                "event_type": METADATA_EVENT,
+                "event_payload": {"key": row.key},
+            }
+        return request
+
+    def _claim(self, row_id: int) -> SlackMessage | None:
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            row = session.get(SlackMessage, row_id)
+            if row is None:
+                return None
+            claimed = session.execute(
+                sa.update(SlackMessage)
+                .where(
+                    col(SlackMessage.id) == row_id,
+                    col(SlackMessage.status) == row.status,
+                    col(SlackMessage.attempts) == row.attempts,
+                    col(SlackMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+                )
+                .values(status=OutboxStatus.SENDING, attempts=row.attempts + 1, attempt_at=now)
+            )
+            if claimed.rowcount != 1:
+                return None
+            session.refresh(row)
+            session.expunge(row)
+            return row
+
+    def _find_posted(self, row: SlackMessage) -> dict[str, Any] | None:
+        """The message an earlier attempt may have posted, from the channel's history."""
+        since = (row.created_at - HISTORY_SLACK).timestamp()
+        try:
+            history = self.client.conversations_history(
+                channel=row.channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200
+            )
+        except SlackClientError as exc:
+            log.warning("could not read %s history to check for %s: %s", row.channel, row.key, exc)
+            return None
+        for message in history.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == METADATA_EVENT
+                and (metadata.get("event_payload") or {}).get("key") == row.key
+            ):
+                return {"ok": True, "channel": row.channel, "ts": message.get("ts")}
+        return None
+
+    def _record_sent(self, row: SlackMessage, response: dict[str, Any]) -> None:
+        now = utcnow()
+        ts = response.get("ts") or (response.get("message") or {}).get("ts")
+        channel = response.get("channel") or row.channel
+        with session_scope(self.engine) as session:
+            stored = session.get(SlackMessage, row.id)
+            if stored is None:
+                return
+            stored.status = OutboxStatus.SENT
+            stored.ts = ts
+            stored.sent_at = now
+            stored.error = None
+            session.add(stored)
+            if row.case_id is not None and row.key == f"card:{row.case_id}":
+                case = session.get(Case, row.case_id)
+                if case is not None:
+                    case.slack_channel, case.slack_ts = channel, ts
+                    if case.status == CaseStatus.NEW:
+                        case.status = CaseStatus.POSTED
+                        case.posted_at = now
+                    session.add(case)
+
+    def _release(self, row: SlackMessage, error: str) -> None:
+        log.warning("Slack %s for %s failed (%s); will retry", row.method, row.key, error)
+        self._set(row, OutboxStatus.PENDING, error)
+
+    def _fail(self, row: SlackMessage, error: str) -> None:
+        log.error("Slack refused %s for %s: %s; not retrying", row.method, row.key, error)
+        self._set(row, OutboxStatus.FAILED, error)
+
+    def _set(self, row: SlackMessage, status: OutboxStatus, error: str) -> None:
+        with session_scope(self.engine) as session:
+            stored = session.get(SlackMessage, row.id)
+            if stored is not None:
+                stored.status = status
+                stored.error = error[:2000]
+                session.add(stored)
+
+    def _pace(self, channel: str) -> None:
+        last = self._last_post.get(channel)
+        if last is None:
+            return
+        wait = self.settings.slack.post_interval - (self._monotonic() - last)
+        if wait > 0:
+            self._sleep(wait)
+
+    def _replies_for(self, source: str) -> tuple[Any, str | None]:
+        """The source's reply rules and, when it cannot reply, why (cached per source)."""
+        if source not in self._reply_info:
+            try:
+                with build_connector(self.settings.connector(source)) as connector:
+                    info = (connector.reply_rules, connector.reply_unavailable())
+            except (KeyError, ConfigError):
+                info = (None, f"connector {source!r} is not configured any more")
+            self._reply_info[source] = info
+        return self._reply_info[source]

@@ -1,0 +1,1 @@
+"""Slack: the Web API client, escaping, Block Kit cards and request verification."""

@@ -1,0 +1,209 @@
+"""Triage cards in Block Kit, built with slack_sdk's model classes; customer text is escaped.
+
+A card shows what an agent needs to decide in one look: priority and score, platform, author
+and reach, the mention, why it ranked where it did, the draft, and the buttons. Every piece of
+customer or platform text goes through triage.slack.text (escape, cut to the block limits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+
+from models.urgency import compact
+from triage.slack.text import CONTEXT_ELEMENT_LIMIT, cut, escape, link
+
+# Block and action ids the interactivity handler dispatches on.
+APPROVE = "triage.approve"
+EDIT = "triage.edit"
+ASSIGN = "triage.assign"
+ESCALATE = "triage.escalate"
+DISMISS = "triage.dismiss"
+OPEN = "triage.open"
+MARK_REPLIED = "triage.mark_replied"
+
+DISMISS_REASONS: dict[str, str] = {
+    "spam": "Spam",
+    "not_about_us": "Not about us",
+    "handled_elsewhere": "Handled elsewhere",
+    "no_reply_needed": "No reply needed",
+}
+PRIORITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_blue_circle:"}
+SENTIMENT_EMOJI = {"negative": ":slightly_frowning_face:", "positive": ":slightly_smiling_face:"}
+MENTION_TEXT_LIMIT = 2500  # of the section's 3,000, leaving room for the quote marks and link
+DRAFT_TEXT_LIMIT = 2800
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    """Everything a card shows, read from the stored case, mention, analysis and draft."""
+
+    case_id: int
+    priority: str
+    urgency: int
+    source: str
+    platform: str
+    text: str
+    url: str | None
+    language: str
+    sentiment: str
+    confidence: float
+    reasons: list[str]
+    author_name: str | None = None
+    author_handle: str | None = None
+    author_reach: int | None = None
+    rating: float | None = None
+    title: str | None = None
+    created_at: datetime | None = None
+    draft: str | None = None
+    draft_note: str | None = None
+    # None when the platform can't take a reply from here; then why, for the agent.
+    reply_limit: int | None = None
+    reply_length: int | None = None
+    cannot_reply: str | None = None
+    escalate: bool = False
+    oncall_group: str | None = None
+    assignee: str | None = None
+    # Set once the case is done: the card loses its buttons and says what happened.
+    outcome: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def author(self) -> str:
+        parts = [self.author_name or "", self.author_handle or ""]
+        return " ".join(dict.fromkeys(part for part in parts if part)) or "someone"
+
+
+def card_text(view: CardView) -> str:
+    """The plain fallback text: notifications and screen readers show it."""
+    return cut(f"{view.priority} ({view.urgency}) {view.platform}: {view.author}: {view.text}", 300)
+
+
+def card_blocks(view: CardView) -> list[dict[str, Any]]:
+    """The card's blocks, as dicts ready for chat.postMessage / chat.update."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_headline(view))),
+        SectionBlock(text=MarkdownTextObject(text=_mention(view))),
+        ContextBlock(elements=[MarkdownTextObject(text=text) for text in _facts(view)]),
+    ]
+    if view.reasons:
+        why = "*Why:* " + escape("; ".join(view.reasons))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=cut(why, 2000))]))
+    blocks.append(DividerBlock())
+    if view.draft:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_draft(view))))
+    if view.outcome:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.outcome)]))
+    else:
+        if view.assignee:
+            blocks.append(
+                ContextBlock(
+                    elements=[MarkdownTextObject(text=f":bust_in_silhouette: <@{view.assignee}>")]
+                )
+            )
+        blocks.append(ActionsBlock(block_id=f"case-{view.case_id}", elements=_buttons(view)))
+    return [block.to_dict() for block in blocks]
+
+
+def _headline(view: CardView) -> str:
+    emoji = PRIORITY_EMOJI.get(view.priority, ":white_circle:")
+    head = f"{emoji} *{view.priority} · {view.urgency}* · {escape(view.platform)}"
+    if view.rating is not None:
+        head += f" · {'★' * round(view.rating)}{'☆' * (5 - round(view.rating))}"
+    if view.escalate and view.oncall_group:
+        head += f" · <!subteam^{view.oncall_group}> needs a lead"
+    elif view.escalate:
+        head += " · :rotating_light: escalate"
+    return head
+
+
+def _mention(view: CardView) -> str:
+    who = f"*{escape(view.author)}*"
+    if view.author_reach:
+        who += f" · {compact(view.author_reach)} followers"
+    title = f"*{escape(view.title)}*\n" if view.title else ""
+    body = cut(view.text, MENTION_TEXT_LIMIT, more_url=view.url)
+    quoted = "\n".join("> " + line if line else ">" for line in body.splitlines()) or ">"
+    return f"{who}\n{title}{quoted}"
+
+
+def _facts(view: CardView) -> list[str]:
+    facts = [
+        f"{SENTIMENT_EMOJI.get(view.sentiment, ':neutral_face:')} {escape(view.sentiment)} "
+        f"{view.confidence:.0%}",
+        f":speech_balloon: {escape(view.language)}",
+        f":inbox_tray: {escape(view.source)}",
+    ]
+    if view.created_at:
+        stamp = int(view.created_at.timestamp())
+        facts.append(f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{view.created_at:%Y-%m-%d}>")
+    if view.url:
+        facts.append(link(view.url, "original"))
+    return facts[:CONTEXT_ELEMENT_LIMIT]
+
+
+def _draft(view: CardView) -> str:
+    size = ""
+    if view.reply_limit is not None and view.reply_length is not None:
+        over = " :warning: too long" if view.reply_length > view.reply_limit else ""
+        size = f" · {view.reply_length}/{view.reply_limit}{over}"
+    note = f"\n_{cut(view.draft_note, 150)}_" if view.draft_note else ""
+    text = cut(view.draft or "", DRAFT_TEXT_LIMIT)
+    quoted = "\n".join("> " + line if line else ">" for line in text.splitlines())
+    return f"*Draft reply* ({escape(view.language)}{size}){note}\n{quoted}"
+
+
+def _buttons(view: CardView) -> list[Any]:
+    value = str(view.case_id)
+    buttons: list[Any] = []
+    if view.cannot_reply is None:
+        buttons.append(
+            ButtonElement(
+                text=PlainTextObject(text="Approve & send"),
+                action_id=APPROVE,
+                value=value,
+                style="primary",
+                confirm=ConfirmObject(
+                    title="Send this reply?",
+                    text=f"It goes out publicly on {view.platform}, as the draft shows.",
+                    confirm="Send",
+                    deny="Cancel",
+                ),
+            )
+        )
+        buttons.append(ButtonElement(text="Edit", action_id=EDIT, value=value))
+    else:
+        if view.url:
+            buttons.append(ButtonElement(text="Open", action_id=OPEN, url=view.url, value=value))
+        buttons.append(ButtonElement(text="Mark as replied", action_id=MARK_REPLIED, value=value))
+    buttons.append(ButtonElement(text="Assign to me", action_id=ASSIGN, value=value))
+    if not view.escalate:
+        buttons.append(
+            ButtonElement(text="Escalate", action_id=ESCALATE, value=value, style="danger")
+        )
+    buttons.append(
+        StaticSelectElement(
+            placeholder="Dismiss…",
+            action_id=DISMISS,
+            options=[
+                Option(value=f"{value}:{reason}", label=label)
+                for reason, label in DISMISS_REASONS.items()
+            ],
+        )
+    )
+    return buttons
