@@ -15,10 +15,13 @@ from connectors.base import Connector
 from connectors.reply import ReplyNotAllowed, ReplyRules, SentReply
 from triage.act import (
     LEASE,
+    CaseActions,
+    CaseClosed,
     Replies,
     ReplyInProgress,
     ReplyOutcomeUnknown,
     ReplyRefused,
+    handled_by,
     reply_key,
 )
 from triage.clock import utcnow
@@ -250,3 +253,49 @@ def test_a_source_without_replies_says_to_open_and_mark(engine):
     target = ReplyTarget(external_id="1", platform="hackernews")
     with pytest.raises(ReplyNotAllowed, match="open the mention, answer there"):
         connector.reply(target, "hi", key="k")
+
+
+def _case_id(engine) -> int:
+    return _case(engine).id
+
+
+@respx.mock
+def test_a_dismissed_case_refuses_a_reply_and_says_who_dismissed_it(engine, mention_id):
+    route = respx.post(API).mock(return_value=httpx.Response(201, json={"id": "r-6"}))
+    actions = CaseActions(engine)
+    case = actions.dismiss(_case_id(engine), actor="U_LEAD", reason="not_about_us")
+    assert (case.status, case.dismiss_reason) == (CaseStatus.DISMISSED, "not_about_us")
+
+    with pytest.raises(CaseClosed):
+        Replies(engine, _connector(EchoConnector)).send(mention_id, "Sorry", actor="U_A")
+    assert route.call_count == 0
+    assert handled_by(engine, case.id).startswith("this case was already dismissed by <@U_LEAD> at")
+    with pytest.raises(CaseClosed):
+        actions.assign(case.id, actor="U_A")
+
+
+def test_assign_escalate_and_edit_are_audited_with_before_and_after(engine, mention_id):
+    actions = CaseActions(engine)
+    case_id = _case_id(engine)
+    assert actions.assign(case_id, actor="U_A").status == CaseStatus.CLAIMED
+    assert actions.assign(case_id, actor="U_A", assignee="U_B").assignee == "U_B"
+    assert actions.escalate(case_id, actor="U_B", note="legal threat").status == (
+        CaseStatus.ESCALATED
+    )
+    with pytest.raises(ReplyRefused, match="already escalated"):
+        actions.escalate(case_id, actor="U_B")
+    draft = actions.edit_draft(case_id, "Hi Ana, we are on it.", actor="U_B")
+    assert draft.text == "Hi Ana, we are on it." and draft.generator == "edited by U_B"
+    with pytest.raises(ReplyRefused, match="not a dismiss reason"):
+        actions.dismiss(case_id, actor="U_B", reason="boring")
+    with session_scope(engine) as session:
+        events = [
+            (event.action, event.actor, event.before, event.after)
+            for event in session.exec(select(AuditEvent).order_by(AuditEvent.id))
+        ]
+    assert events == [
+        ("assign", "U_A", None, "U_A"),
+        ("assign", "U_A", "U_A", "U_B"),
+        ("escalate", "U_B", None, "legal threat"),
+        ("edit", "U_B", None, "Hi Ana, we are on it."),
+    ]

@@ -30,8 +30,11 @@ from triage.domain import ReplyTarget
 from triage.http import ConnectorError
 from triage.store import (
     OPEN_STATUSES,
+    AuditEvent,
     Case,
     CaseStatus,
+    DismissReason,
+    Draft,
     Mention,
     OutboundReply,
     ReplyStatus,
@@ -41,6 +44,8 @@ from triage.store.queries import audit
 
 log = logging.getLogger(__name__)
 
+# Audit actions that close a case, for saying who handled it.
+CLOSING_ACTIONS = ("reply_sent", "reply_found", "mark_replied", "dismiss")
 # How long a send attempt may hold its claim before it is presumed crashed.
 LEASE = timedelta(minutes=2)
 
@@ -65,6 +70,15 @@ class ReplyRefused(Exception):
 
 class ReplyInProgress(ReplyRefused):
     """Another agent (or an earlier attempt) is sending this reply right now."""
+
+
+class CaseClosed(ReplyRefused):
+    """The case was replied to or dismissed already (by someone else, usually)."""
+
+    def __init__(self, case_id: int, status: str):
+        super().__init__(f"case {case_id} is already {status}")
+        self.case_id = case_id
+        self.status = status
 
 
 class ReplyOutcomeUnknown(ReplyRefused):
@@ -198,6 +212,9 @@ class Replies:
                 raise ReplyRefused(f"key {key!r} belongs to mention {row.mention_id}")
             if row.status == ReplyStatus.SENT:
                 return row.id or 0, row.source, reply_target(mention), _result(row, already=True)
+            case = _case_of(session, mention_id)
+            if case is not None and case.status not in OPEN_STATUSES:
+                raise CaseClosed(case.id or 0, str(case.status))
             stale = row.attempt_at is not None and row.attempt_at < now - LEASE
             if row.status == ReplyStatus.SENDING and not stale:
                 raise ReplyInProgress(
@@ -295,6 +312,112 @@ class Replies:
         log.log(
             level, "reply %s %s: %s", reply_id, "may have gone out" if unknown else "failed", exc
         )
+
+
+class CaseActions:
+    """Assign, escalate, dismiss and edit the draft of a case; each audited."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    def assign(self, case_id: int, *, actor: str, assignee: str | None = None) -> Case:
+        """Give the case to `assignee` (default: the actor); it shows as claimed."""
+        who = assignee or actor
+        with session_scope(self.engine) as session:
+            case = _open_case(session, case_id)
+            before = case.assignee
+            case.assignee = who
+            if case.status in (CaseStatus.NEW, CaseStatus.POSTED):
+                case.status = CaseStatus.CLAIMED
+            case.claimed_at = case.claimed_at or utcnow()
+            session.add(case)
+            audit(session, actor=actor, action="assign", case_id=case_id, before=before, after=who)
+            return _detached(session, case)
+
+    def escalate(self, case_id: int, *, actor: str, note: str | None = None) -> Case:
+        """Hand the case to the leads; it stays open until someone replies or dismisses it."""
+        with session_scope(self.engine) as session:
+            case = _open_case(session, case_id)
+            if case.status == CaseStatus.ESCALATED:
+                raise ReplyRefused(f"case {case_id} is already escalated")
+            case.status = CaseStatus.ESCALATED
+            case.escalated_at = utcnow()
+            session.add(case)
+            audit(session, actor=actor, action="escalate", case_id=case_id, after=note)
+            return _detached(session, case)
+
+    def dismiss(self, case_id: int, *, actor: str, reason: DismissReason | str) -> Case:
+        """Close the case without a reply, with the reason."""
+        try:
+            why = DismissReason(reason)
+        except ValueError:
+            known = ", ".join(item.value for item in DismissReason)
+            raise ReplyRefused(f"{reason!r} is not a dismiss reason; expected {known}") from None
+        with session_scope(self.engine) as session:
+            case = _open_case(session, case_id)
+            case.status = CaseStatus.DISMISSED
+            case.dismiss_reason = why.value
+            case.dismissed_at = utcnow()
+            session.add(case)
+            audit(session, actor=actor, action="dismiss", case_id=case_id, after=why.value)
+            return _detached(session, case)
+
+    def edit_draft(self, case_id: int, text: str, *, actor: str) -> Draft:
+        """Save an agent's edit of the draft (sending it is Replies.send)."""
+        with session_scope(self.engine) as session:
+            case = _open_case(session, case_id)
+            draft = session.exec(select(Draft).where(Draft.mention_id == case.mention_id)).first()
+            before = draft.text if draft else None
+            if draft is None:
+                draft = Draft(mention_id=case.mention_id, language="und", text=text, generator="")
+            draft.text = text
+            draft.generator = f"edited by {actor}"
+            session.add(draft)
+            audit(session, actor=actor, action="edit", case_id=case_id, before=before, after=text)
+            session.flush()
+            session.refresh(draft)
+            session.expunge(draft)
+            return draft
+
+
+def handled_by(engine: sa.Engine, case_id: int) -> str:
+    """Who closed a case and how, for telling a second agent ("replied by U123 at 10:42")."""
+    with session_scope(engine) as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            return f"case {case_id} does not exist"
+        closing = session.exec(
+            select(AuditEvent)
+            .where(
+                AuditEvent.case_id == case_id,
+                col(AuditEvent.action).in_(
+                    ("reply_sent", "reply_found", "mark_replied", "dismiss")
+                ),
+            )
+            .order_by(col(AuditEvent.id).desc())
+        ).first()
+        what = {CaseStatus.REPLIED: "replied", CaseStatus.DISMISSED: "dismissed"}.get(
+            CaseStatus(case.status), str(case.status)
+        )
+        if closing is None:
+            return f"this case is already {what}"
+        return f"this case was already {what} by <@{closing.actor}> at {closing.at:%H:%M} UTC"
+
+
+def _open_case(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise ReplyRefused(f"there is no case {case_id}")
+    if case.status not in OPEN_STATUSES:
+        raise CaseClosed(case_id, str(case.status))
+    return case
+
+
+def _detached(session: Session, case: Case) -> Case:
+    session.flush()
+    session.refresh(case)
+    session.expunge(case)
+    return case
 
 
 def _case_of(session: Session, mention_id: int) -> Case | None:

@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 
 from models.urgency import compact
 from triage.slack.text import CONTEXT_ELEMENT_LIMIT, cut, escape, link
+from triage.store import DismissReason
 
 # Block and action ids the interactivity handler dispatches on.
 APPROVE = "triage.approve"
@@ -37,12 +38,6 @@ DISMISS = "triage.dismiss"
 OPEN = "triage.open"
 MARK_REPLIED = "triage.mark_replied"
 
-DISMISS_REASONS: dict[str, str] = {
-    "spam": "Spam",
-    "not_about_us": "Not about us",
-    "handled_elsewhere": "Handled elsewhere",
-    "no_reply_needed": "No reply needed",
-}
 PRIORITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_blue_circle:"}
 SENTIMENT_EMOJI = {"negative": ":slightly_frowning_face:", "positive": ":slightly_smiling_face:"}
 MENTION_TEXT_LIMIT = 2500  # of the section's 3,000, leaving room for the quote marks and link
@@ -201,8 +196,8 @@ def _buttons(view: CardView) -> list[Any]:
             placeholder="Dismiss…",
             action_id=DISMISS,
             options=[
-                Option(value=f"{value}:{reason}", label=label)
-                for reason, label in DISMISS_REASONS.items()
+                Option(value=f"{value}:{reason.value}", label=reason.label)
+                for reason in DismissReason
             ],
         )
     )

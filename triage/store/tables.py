@@ -43,6 +43,17 @@ class CaseStatus(StrEnum):
     ESCALATED = "escalated"
 
 
+class DismissReason(StrEnum):
+    SPAM = "spam"
+    NOT_ABOUT_US = "not_about_us"
+    HANDLED_ELSEWHERE = "handled_elsewhere"
+    NO_REPLY_NEEDED = "no_reply_needed"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
 OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.POSTED, CaseStatus.CLAIMED, CaseStatus.ESCALATED)
 
 
