@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlmodel import col, select
 
+from connectors.base import Connector
 from connectors.registry import build_connector
 from triage.clock import utcnow
 from triage.config import ConfigError, Settings
@@ -34,7 +37,7 @@ from triage.store import (
     SlackMessage,
     session_scope,
 )
-from triage.store.queries import cases_to_notify
+from triage.store.queries import case_with_details, cases_to_notify
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ LEASE = timedelta(seconds=60)
 # How far back, before an attempt, the channel history is searched for its message.
 HISTORY_SLACK = timedelta(seconds=30)
 PRIORITY_RANK = {"P1": 0, "P2": 1000, "P3": 2000, "P4": 3000}
+# Card updates, thread replies and ephemerals go before new cards: someone is waiting for them.
+UPDATE_RANK = -1
 
 
 def card_rank(priority: str, urgency: int) -> int:
@@ -62,8 +67,10 @@ class Notifier:
         *,
         sleep: Callable[[float], Any] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        connector_for: Callable[[str], Connector] | None = None,
     ):
         self.settings = settings
+        self._connector_for = connector_for or (lambda s: build_connector(settings.connector(s)))
         self.engine = engine
         self.client = client
         self._sleep = sleep
@@ -109,7 +116,7 @@ class Notifier:
         self, case: Case, mention: Mention, analysis: Analysis, draft: Draft | None
     ) -> CardView:
         """What the card of a case shows, including what its platform allows for a reply."""
-        rules, cannot_reply = self._replies_for(mention.source)
+        rules, cannot_reply = self.reply_info(mention.source)
         return CardView(
             case_id=case.id or 0,
             priority=analysis.priority,
@@ -136,6 +143,69 @@ class Notifier:
             escalate=analysis.escalate or analysis.priority == "P1",
             oncall_group=self.settings.slack.oncall_group,
             assignee=case.assignee,
+        )
+
+    def enqueue(
+        self,
+        *,
+        key: str,
+        method: str,
+        channel: str,
+        payload: dict[str, Any],
+        case_id: int | None = None,
+        rank: int = UPDATE_RANK,
+    ) -> bool:
+        """Queue one Slack write under `key`; False if that key was queued before."""
+        with session_scope(self.engine) as session:
+            exists = session.exec(select(SlackMessage.id).where(SlackMessage.key == key)).first()
+            if exists is not None:
+                return False
+            session.add(
+                SlackMessage(
+                    key=key,
+                    method=method,
+                    channel=channel,
+                    case_id=case_id,
+                    rank=rank,
+                    payload=payload,
+                )
+            )
+        return True
+
+    def update_cards(
+        self, case_id: int, *, status_line: str | None = None, outcome: str | None = None
+    ) -> int:
+        """Queue chat.update for every posted card of a case; return how many."""
+        with session_scope(self.engine) as session:
+            found = case_with_details(session, case_id=case_id)
+            if found is None:
+                return 0
+            view = replace(self.card_view(*found), status_line=status_line, outcome=outcome)
+            cards = session.exec(
+                select(SlackMessage).where(
+                    col(SlackMessage.key).in_((f"card:{case_id}", f"card:{case_id}:escalation")),
+                    col(SlackMessage.ts).is_not(None),
+                )
+            ).all()
+            targets = [(card.channel, card.ts) for card in cards]
+        payload = {"text": card_text(view), "blocks": card_blocks(view)}
+        for channel, ts in targets:
+            self.enqueue(
+                key=f"update:{case_id}:{uuid4().hex}",
+                method="chat.update",
+                channel=channel,
+                payload={**payload, "ts": ts},
+                case_id=case_id,
+            )
+        return len(targets)
+
+    def say(self, channel: str, user: str, text: str) -> None:
+        """Queue an ephemeral message only `user` sees."""
+        self.enqueue(
+            key=f"ephemeral:{uuid4().hex}",
+            method="chat.postEphemeral",
+            channel=channel,
+            payload={"user": user, "text": text},
         )
 
     def flush(self, *, limit: int = 200) -> int:
@@ -289,11 +359,11 @@ class Notifier:
         if wait > 0:
             self._sleep(wait)
 
-    def _replies_for(self, source: str) -> tuple[Any, str | None]:
+    def reply_info(self, source: str) -> tuple[Any, str | None]:
         """The source's reply rules and, when it cannot reply, why (cached per source)."""
         if source not in self._reply_info:
             try:
-                with build_connector(self.settings.connector(source)) as connector:
+                with self._connector_for(source) as connector:
                     info = (connector.reply_rules, connector.reply_unavailable())
             except (KeyError, ConfigError):
                 info = (None, f"connector {source!r} is not configured any more")

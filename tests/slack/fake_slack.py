@@ -40,6 +40,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    groups: dict[str, list[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: float = field(default_factory=time.time)
 
@@ -79,6 +80,8 @@ class FakeSlack:
                     message.update({key: value for key, value in body.items() if key != "ts"})
                     return {"ok": True, "channel": channel, "ts": body["ts"]}
             return {"ok": False, "error": "message_not_found"}
+        if method == "usergroups.users.list":
+            return {"ok": True, "users": self.groups.get(body.get("usergroup", ""), [])}
         if method == "conversations.history":
             oldest = float(body.get("oldest") or 0)
             found = [m for m in self.messages[channel] if float(m["ts"]) > oldest]

@@ -74,6 +74,8 @@ class CardView:
     escalate: bool = False
     oncall_group: str | None = None
     assignee: str | None = None
+    # A line about where the case stands ("escalated by @lead"), under the draft.
+    status_line: str | None = None
     # Set once the case is done: the card loses its buttons and says what happened.
     outcome: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,14 +105,12 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
     if view.draft:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_draft(view))))
     if view.outcome:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.outcome)]))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=view.outcome)))
     else:
-        if view.assignee:
-            blocks.append(
-                ContextBlock(
-                    elements=[MarkdownTextObject(text=f":bust_in_silhouette: <@{view.assignee}>")]
-                )
-            )
+        notes = [f":bust_in_silhouette: <@{view.assignee}>"] if view.assignee else []
+        notes += [view.status_line] if view.status_line else []
+        if notes:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=n) for n in notes]))
         blocks.append(ActionsBlock(block_id=f"case-{view.case_id}", elements=_buttons(view)))
     return [block.to_dict() for block in blocks]
 

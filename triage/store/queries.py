@@ -167,6 +167,21 @@ def open_queue(
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
 
 
+def case_with_details(
+    session: Session, *, case_id: int
+) -> tuple[Case, Mention, Analysis, Draft | None] | None:
+    """One case with its mention, analysis and draft."""
+    statement = (
+        select(Case, Mention, Analysis, Draft)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
+        .where(col(Case.id) == case_id)
+    )
+    row = session.exec(statement).first()
+    return tuple(row) if row is not None else None  # type: ignore[return-value]
+
+
 def cases_to_notify(
     session: Session, *, limit: int
 ) -> list[tuple[Case, Mention, Analysis, Draft | None]]:
@@ -199,3 +214,62 @@ def audit(
     )
     session.add(event)
     return event
+
+
+def set_paused(session: Session, *, name: str, paused: bool) -> ConnectorState:
+    """Pause or resume a connector; the scheduler skips a paused one."""
+    state = get_state(session, name=name)
+    state.paused = paused
+    session.add(state)
+    return state
+
+
+def mentions_since(session: Session, *, since: datetime) -> int:
+    statement = select(sa.func.count()).select_from(Mention).where(Mention.fetched_at >= since)
+    return int(session.exec(statement).one())
+
+
+def sentiment_mix(session: Session, *, since: datetime) -> dict[str, int]:
+    """How many mentions analysed since `since` were negative, neutral, positive."""
+    statement = (
+        select(Analysis.sentiment, sa.func.count())
+        .join(Mention, col(Mention.id) == col(Analysis.mention_id))
+        .where(Mention.fetched_at >= since)
+        .group_by(Analysis.sentiment)
+    )
+    return {sentiment: int(count) for sentiment, count in session.exec(statement).all()}
+
+
+def replied_since(session: Session, *, since: datetime) -> list[tuple[Case, Analysis]]:
+    """Cases answered since `since`, with the priority they had."""
+    statement = (
+        select(Case, Analysis)
+        .join(Analysis, col(Analysis.mention_id) == col(Case.mention_id))
+        .where(col(Case.replied_at) >= since)
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def open_by_priority(session: Session) -> dict[str, int]:
+    statement = (
+        select(Analysis.priority, sa.func.count())
+        .join(Case, col(Case.mention_id) == col(Analysis.mention_id))
+        .where(col(Case.status).in_(OPEN_STATUSES))
+        .group_by(Analysis.priority)
+    )
+    return {priority: int(count) for priority, count in session.exec(statement).all()}
+
+
+def assigned_open(
+    session: Session, *, user: str, limit: int = 20
+) -> list[tuple[Case, Mention, Analysis]]:
+    """Open cases assigned to `user`, worst first."""
+    statement = (
+        select(Case, Mention, Analysis)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(col(Case.status).in_(OPEN_STATUSES), Case.assignee == user)
+        .order_by(PRIORITY_ORDER, col(Analysis.urgency).desc())
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]

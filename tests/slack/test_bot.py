@@ -1,0 +1,326 @@
+"""The bot's buttons, modal, slash command and App Home, against the fake Slack server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import ClassVar
+
+import httpx
+import pytest
+import respx
+from sqlmodel import select
+
+from connectors.base import Connector
+from connectors.reply import ReplyRules, SentReply
+from tests.slack.conftest import CARE, ESCALATION, add_case
+from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
+from triage.domain import ReplyTarget
+from triage.slack.bot import (
+    CHOICE_BLOCK,
+    CHOICE_INPUT,
+    EDIT_MODAL,
+    REPLY_BLOCK,
+    REPLY_INPUT,
+    SlackBot,
+)
+from triage.slack.cards import APPROVE, ASSIGN, DISMISS, EDIT, ESCALATE
+from triage.slack.client import make_slack_client
+from triage.store import AuditEvent, Case, CaseStatus, ConnectorState, Draft, session_scope
+
+API = "https://chat.example/api/replies"
+SENDER, OTHER, ADMIN = "U0SENDER01", "U0OTHER001", "U0ADMIN001"
+AGENTS = "S0AGENTS01"
+
+
+class ChatConnector(Connector):
+    """A platform that takes replies by POST and allows 40 characters."""
+
+    type = "chat"
+    platform = "chat"
+    uses_queries = False
+    reply_rules: ClassVar[ReplyRules | None] = ReplyRules(max_length=40)
+
+    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        request = self.client.build_request(
+            "POST", API, json={"in_reply_to": target.external_id, "text": text}
+        )
+        body = self.send_once(request).json()
+        return SentReply(external_id=body["id"], url=f"https://chat.example/p/{body['id']}")
+
+
+@pytest.fixture
+def bot(engine, slack):
+    state, url = slack
+    state.groups[AGENTS] = [OTHER]
+    settings = Settings(
+        database=DatabaseSettings(url=str(engine.url)),
+        slack=SlackSettings(
+            bot_token="xoxb-test",
+            care_channel=CARE,
+            escalation_channel=ESCALATION,
+            leads_group="S0LEADS001",
+            senders=[SENDER, AGENTS],
+            admins=[ADMIN],
+            post_interval=0.01,
+            api_url=url,
+        ),
+        connectors=[ConnectorSettings(name="chat-main", type="chat")],
+    )
+
+    def connector_for(source: str) -> Connector:
+        return ChatConnector(settings.connector(source), sleep=lambda _s: None)
+
+    return SlackBot(
+        settings, engine, make_slack_client(settings.slack), connector_for=connector_for
+    )
+
+
+@pytest.fixture
+def case_id(engine, bot) -> int:
+    case_id = add_case(
+        engine,
+        external_id="m1",
+        text="You charged me twice!",
+        priority="P2",
+        urgency=70,
+        source="chat-main",
+        platform="chat",
+        draft="Sorry Ana, we will fix it.",
+    )
+    bot.notifier.enqueue_cards()
+    bot.notifier.flush()
+    return case_id
+
+
+def click(bot: SlackBot, action_id: str, user: str, value: str, **extra) -> None:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "channel": {"id": CARE},
+        "trigger_id": "1337.42.abcd",
+        "actions": [{"action_id": action_id, "value": value, **extra}],
+    }
+    ack = bot.interaction(payload)
+    assert ack.body is None
+    if ack.work:
+        ack.work()
+
+
+def _ephemerals(state, user: str) -> list[str]:
+    return [c.body["text"] for c in state.calls_to("chat.postEphemeral") if c.body["user"] == user]
+
+
+def _last_card(state) -> dict:
+    return state.messages[CARE][0]
+
+
+def _case(engine) -> Case:
+    with session_scope(engine) as session:
+        return session.exec(select(Case)).one()
+
+
+@respx.mock
+def test_approve_sends_once_and_the_card_shows_who_replied_without_buttons(
+    bot, slack, engine, case_id
+):
+    state, _ = slack
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-77"}))
+    click(bot, APPROVE, SENDER, str(case_id))
+
+    assert route.call_count == 1
+    assert json.loads(route.calls[0].request.content) == {
+        "in_reply_to": "m1",
+        "text": "Sorry Ana, we will fix it.",
+    }
+    card = _last_card(state)
+    assert [block["type"] for block in card["blocks"]][-1] == "section"
+    assert "actions" not in [block["type"] for block in card["blocks"]]
+    outcome = card["blocks"][-1]["text"]["text"]
+    assert outcome.startswith(f":white_check_mark: *Replied by <@{SENDER}>* after ")
+    assert "<https://chat.example/p/p-77|view the reply>" in outcome
+    assert _case(engine).status == CaseStatus.REPLIED
+
+
+@respx.mock
+def test_someone_outside_the_senders_is_told_and_nothing_is_sent(bot, slack, engine, case_id):
+    state, _ = slack
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-1"}))
+    click(bot, APPROVE, "U0STRANGER", str(case_id))
+    assert route.call_count == 0
+    [message] = _ephemerals(state, "U0STRANGER")
+    assert "not allowed to send replies" in message
+    assert _case(engine).status == CaseStatus.POSTED
+
+
+@respx.mock
+def test_a_member_of_a_sender_group_may_send(bot, slack, case_id):
+    state, _ = slack
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-2"}))
+    click(bot, APPROVE, OTHER, str(case_id))
+    assert route.call_count == 1
+    [lookup] = state.calls_to("usergroups.users.list")
+    assert lookup.body["usergroup"] == AGENTS
+
+
+@respx.mock
+def test_two_agents_approving_at_once_send_exactly_one_reply(bot, slack, engine, case_id):
+    state, _ = slack
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.3)
+        return httpx.Response(200, json={"id": "p-3"})
+
+    route = respx.post(API).mock(side_effect=slow)
+    threads = [
+        threading.Thread(target=click, args=(bot, APPROVE, user, str(case_id)))
+        for user in (SENDER, OTHER)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert route.call_count == 1
+    told = _ephemerals(state, SENDER) + _ephemerals(state, OTHER)
+    assert len(told) == 1
+    assert "sending a reply to this mention right now" in told[0] or "already" in told[0]
+    assert _case(engine).status == CaseStatus.REPLIED
+
+
+def test_dismiss_records_the_reason_and_closes_the_card(bot, slack, engine, case_id):
+    state, _ = slack
+    click(
+        bot,
+        DISMISS,
+        SENDER,
+        "",
+        selected_option={"value": f"{case_id}:not_about_us"},
+    )
+    case = _case(engine)
+    assert (case.status, case.dismiss_reason) == (CaseStatus.DISMISSED, "not_about_us")
+    outcome = _last_card(state)["blocks"][-1]["text"]["text"]
+    assert outcome == f":no_entry_sign: *Dismissed by <@{SENDER}>*: Not about us"
+
+    click(bot, APPROVE, OTHER, str(case_id))
+    [told] = _ephemerals(state, OTHER)
+    assert told.startswith(f"Nothing sent: this case was already dismissed by <@{SENDER}> at")
+
+
+def test_assign_shows_the_assignee_and_escalate_posts_to_the_leads(bot, slack, engine, case_id):
+    state, _ = slack
+    click(bot, ASSIGN, OTHER, str(case_id))
+    card = _last_card(state)
+    assert {"type": "mrkdwn", "text": f":bust_in_silhouette: <@{OTHER}>"} in card["blocks"][-2][
+        "elements"
+    ]
+
+    click(bot, ESCALATE, OTHER, str(case_id))
+    [escalated] = state.messages[ESCALATION]
+    assert escalated["text"].startswith(f"<!subteam^S0LEADS001> Escalated by <@{OTHER}>")
+    assert _case(engine).status == CaseStatus.ESCALATED
+    with session_scope(engine) as session:
+        actions = [e.action for e in session.exec(select(AuditEvent).order_by(AuditEvent.id))]
+    assert actions == ["assign", "escalate"]
+
+
+def _submit(bot: SlackBot, user: str, case_id: int, text: str, choice: str):
+    return bot.interaction(
+        {
+            "type": "view_submission",
+            "user": {"id": user},
+            "view": {
+                "callback_id": EDIT_MODAL,
+                "private_metadata": json.dumps({"case": case_id, "channel": CARE}),
+                "state": {
+                    "values": {
+                        REPLY_BLOCK: {REPLY_INPUT: {"type": "plain_text_input", "value": text}},
+                        CHOICE_BLOCK: {
+                            CHOICE_INPUT: {
+                                "type": "radio_buttons",
+                                "selected_option": {"value": choice},
+                            }
+                        },
+                    }
+                },
+            },
+        }
+    )
+
+
+@respx.mock
+def test_edit_opens_a_modal_with_the_limit_and_sends_the_edited_text(bot, slack, engine, case_id):
+    state, _ = slack
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-4"}))
+    click(bot, EDIT, SENDER, str(case_id))
+    [opened] = state.calls_to("views.open")
+    view = (
+        opened.body["view"]
+        if isinstance(opened.body["view"], dict)
+        else json.loads(opened.body["view"])
+    )
+    element = view["blocks"][1]["element"]
+    assert (element["initial_value"], element["max_length"]) == ("Sorry Ana, we will fix it.", 40)
+
+    too_long = _submit(bot, SENDER, case_id, "x" * 41, "send")
+    assert too_long.body == {
+        "response_action": "errors",
+        "errors": {REPLY_BLOCK: "the reply is 41 characters long; chat allows 40"},
+    }
+    assert too_long.work is None
+
+    ack = _submit(bot, SENDER, case_id, "Ana, refund is on its way.", "send")
+    assert ack.body is None
+    ack.work()
+    assert json.loads(route.calls[0].request.content)["text"] == "Ana, refund is on its way."
+    with session_scope(engine) as session:
+        edit = session.exec(select(AuditEvent).where(AuditEvent.action == "edit")).one()
+    assert (edit.before, edit.after) == ("Sorry Ana, we will fix it.", "Ana, refund is on its way.")
+
+
+@respx.mock
+def test_edit_and_save_keeps_the_draft_and_sends_nothing(bot, slack, engine, case_id):
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-5"}))
+    ack = _submit(bot, OTHER, case_id, "Better draft", "save")
+    ack.work()
+    assert route.call_count == 0
+    with session_scope(engine) as session:
+        assert session.exec(select(Draft)).one().text == "Better draft"
+    assert _case(engine).status == CaseStatus.POSTED
+
+
+def test_a_stranger_cannot_send_from_the_modal(bot, case_id):
+    ack = _submit(bot, "U0STRANGER", case_id, "hi", "send")
+    assert ack.body["response_action"] == "errors"
+    assert "not allowed" in ack.body["errors"][CHOICE_BLOCK]
+
+
+def test_slash_command_queue_connectors_and_admin_only_pause(bot, engine, case_id):
+    queue = bot.command({"text": "queue", "user_id": OTHER}).body
+    assert queue["response_type"] == "ephemeral"
+    assert "*1 open* (P2 1)" in queue["text"] and "You charged me twice!" in queue["text"]
+
+    refused = bot.command({"text": "pause chat-main", "user_id": OTHER}).body["text"]
+    assert refused.startswith("Only admins")
+    done = bot.command({"text": "pause chat-main", "user_id": ADMIN}).body["text"]
+    assert done == "Connector `chat-main` is paused."
+    with session_scope(engine) as session:
+        assert session.get(ConnectorState, "chat-main").paused is True
+    unknown = bot.command({"text": "resume nope", "user_id": ADMIN}).body["text"]
+    assert "no connector named `nope`" in unknown
+    health = bot.command({"text": "connectors", "user_id": OTHER}).body["text"]
+    assert "`chat-main` :double_vertical_bar: paused" in health or "not run yet" in health
+    assert "queue" in bot.command({"text": "", "user_id": OTHER}).body["text"]
+
+
+def test_app_home_shows_my_cases(bot, slack, case_id):
+    state, _ = slack
+    click(bot, ASSIGN, ADMIN, str(case_id))
+    ack = bot.event({"type": "app_home_opened", "user": ADMIN, "tab": "home"})
+    ack.work()
+    [published] = state.calls_to("views.publish")
+    view = published.body["view"]
+    view = view if isinstance(view, dict) else json.loads(view)
+    texts = json.dumps(view["blocks"])
+    assert "You charged me twice!" in texts and "Connectors" in texts
