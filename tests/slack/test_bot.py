@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import ClassVar
 
 import httpx
-import pytest
 import respx
 from sqlmodel import select
 
-from connectors.base import Connector
-from connectors.reply import ReplyRules, SentReply
-from tests.slack.conftest import CARE, ESCALATION, add_case
-from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
-from triage.domain import ReplyTarget
+from tests.slack.conftest import ADMIN, AGENTS, API, CARE, ESCALATION, OTHER, SENDER
 from triage.slack.bot import (
     CHOICE_BLOCK,
     CHOICE_INPUT,
@@ -26,72 +20,7 @@ from triage.slack.bot import (
     SlackBot,
 )
 from triage.slack.cards import APPROVE, ASSIGN, DISMISS, EDIT, ESCALATE
-from triage.slack.client import make_slack_client
 from triage.store import AuditEvent, Case, CaseStatus, ConnectorState, Draft, session_scope
-
-API = "https://chat.example/api/replies"
-SENDER, OTHER, ADMIN = "U0SENDER01", "U0OTHER001", "U0ADMIN001"
-AGENTS = "S0AGENTS01"
-
-
-class ChatConnector(Connector):
-    """A platform that takes replies by POST and allows 40 characters."""
-
-    type = "chat"
-    platform = "chat"
-    uses_queries = False
-    reply_rules: ClassVar[ReplyRules | None] = ReplyRules(max_length=40)
-
-    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
-        request = self.client.build_request(
-            "POST", API, json={"in_reply_to": target.external_id, "text": text}
-        )
-        body = self.send_once(request).json()
-        return SentReply(external_id=body["id"], url=f"https://chat.example/p/{body['id']}")
-
-
-@pytest.fixture
-def bot(engine, slack):
-    state, url = slack
-    state.groups[AGENTS] = [OTHER]
-    settings = Settings(
-        database=DatabaseSettings(url=str(engine.url)),
-        slack=SlackSettings(
-            bot_token="xoxb-test",
-            care_channel=CARE,
-            escalation_channel=ESCALATION,
-            leads_group="S0LEADS001",
-            senders=[SENDER, AGENTS],
-            admins=[ADMIN],
-            post_interval=0.01,
-            api_url=url,
-        ),
-        connectors=[ConnectorSettings(name="chat-main", type="chat")],
-    )
-
-    def connector_for(source: str) -> Connector:
-        return ChatConnector(settings.connector(source), sleep=lambda _s: None)
-
-    return SlackBot(
-        settings, engine, make_slack_client(settings.slack), connector_for=connector_for
-    )
-
-
-@pytest.fixture
-def case_id(engine, bot) -> int:
-    case_id = add_case(
-        engine,
-        external_id="m1",
-        text="You charged me twice!",
-        priority="P2",
-        urgency=70,
-        source="chat-main",
-        platform="chat",
-        draft="Sorry Ana, we will fix it.",
-    )
-    bot.notifier.enqueue_cards()
-    bot.notifier.flush()
-    return case_id
 
 
 def click(bot: SlackBot, action_id: str, user: str, value: str, **extra) -> None:
