@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -37,7 +37,7 @@ from triage.store import (
     SlackMessage,
     session_scope,
 )
-from triage.store.queries import case_with_details, cases_to_notify
+from triage.store.queries import case_with_details, cases_to_notify, open_posted_cases
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ LEASE = timedelta(seconds=60)
 # How far back, before an attempt, the channel history is searched for its message.
 HISTORY_SLACK = timedelta(seconds=30)
 PRIORITY_RANK = {"P1": 0, "P2": 1000, "P3": 2000, "P4": 3000}
+# Share of the first-response target after which the card's thread gets a reminder.
+SLA_REMINDER_SHARE = 0.75
 # Card updates, thread replies and ephemerals go before new cards: someone is waiting for them.
 UPDATE_RANK = -1
 
@@ -207,6 +209,43 @@ class Notifier:
             channel=channel,
             payload={"user": user, "text": text},
         )
+
+    def check_sla(self, *, now: datetime | None = None) -> int:
+        """Queue a thread reminder at 75% of a case's first-response target and a breach ping."""
+        now = now or utcnow()
+        leads = self.settings.slack.leads_group
+        queued = 0
+        with session_scope(self.engine) as session:
+            cases = open_posted_cases(session)
+        for case, mention, analysis in cases:
+            target = self.settings.sla.target(analysis.priority)
+            since = mention.created_at or case.created_at
+            elapsed = (now - since).total_seconds()
+            thread = {"thread_ts": case.slack_ts}
+            if elapsed >= target:
+                ping = f"<!subteam^{leads}> " if leads else ""
+                text = (
+                    f"{ping}:rotating_light: SLA breached: no first response after "
+                    f"{duration_text(elapsed)} (the {analysis.priority} target is "
+                    f"{duration_text(target)})."
+                )
+                key = f"sla-breach:{case.id}"
+            elif elapsed >= SLA_REMINDER_SHARE * target:
+                text = (
+                    f":hourglass_flowing_sand: {duration_text(target - elapsed)} left to answer "
+                    f"within the {analysis.priority} target of {duration_text(target)}."
+                )
+                key = f"sla-reminder:{case.id}"
+            else:
+                continue
+            queued += self.enqueue(
+                key=key,
+                method="chat.postMessage",
+                channel=case.slack_channel or "",
+                case_id=case.id,
+                payload={"text": text, **thread},
+            )
+        return queued
 
     def flush(self, *, limit: int = 200) -> int:
         """Send pending outbox rows, lowest rank first; return how many went out."""
@@ -369,3 +408,14 @@ class Notifier:
                 info = (None, f"connector {source!r} is not configured any more")
             self._reply_info[source] = info
         return self._reply_info[source]
+
+
+def duration_text(seconds: float) -> str:
+    """A span as people say it: 4 min, 2 h 10 min, 3 days."""
+    minutes = round(max(0.0, seconds) / 60)
+    if minutes < 60:
+        return f"{max(1, minutes)} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"

@@ -18,6 +18,7 @@ from triage.slack.client import make_slack_client
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 
 CARE = "C0CARE0001"
+CREATED_AT = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ESCALATION = "C0ESCAL001"
 
 
@@ -52,7 +53,7 @@ def add_case(
             author_name="Ana",
             author_handle="@ana",
             author_reach=12_400,
-            created_at=datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
+            created_at=CREATED_AT,
         )
         session.add(mention)
         session.flush()

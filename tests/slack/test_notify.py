@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from tests.slack.conftest import CARE, ESCALATION, add_case
+from tests.slack.conftest import CARE, CREATED_AT, ESCALATION, add_case
 from tests.slack.fake_slack import Fault
 from triage.clock import utcnow
 from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
@@ -225,3 +225,29 @@ def test_posts_to_one_channel_are_paced(engine, slack, notifier_for):
     notifier.enqueue_cards()
     assert notifier.flush() == 3
     assert sleeps == [1.5, 1.5]
+
+
+def test_sla_reminder_at_three_quarters_and_one_breach_ping(engine, slack, notifier_for):
+    state, _ = slack
+    case_id = add_case(engine, external_id="s", text="help", priority="P2", urgency=60)
+    notifier, _ = notifier_for(leads_group="S0LEADS001")
+    notifier.enqueue_cards()
+    notifier.flush()
+    with session_scope(engine) as session:
+        case = session.get(Case, case_id)
+        created = CREATED_AT
+    target = timedelta(hours=2)  # the default P2 first-response target
+
+    assert notifier.check_sla(now=created + target * 0.5) == 0
+    assert notifier.check_sla(now=created + target * 0.8) == 1
+    assert notifier.check_sla(now=created + target * 0.9) == 0  # once
+    assert notifier.check_sla(now=created + target + timedelta(minutes=10)) == 1
+    assert notifier.check_sla(now=created + target * 3) == 0
+    notifier.flush()
+
+    thread = [m for m in state.messages[CARE] if m.get("thread_ts") == case.slack_ts]
+    assert [m["text"] for m in thread] == [
+        ":hourglass_flowing_sand: 24 min left to answer within the P2 target of 2 h.",
+        "<!subteam^S0LEADS001> :rotating_light: SLA breached: no first response after 2 h 10 min "
+        "(the P2 target is 2 h).",
+    ]

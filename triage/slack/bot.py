@@ -32,7 +32,7 @@ from triage.act import (
 )
 from triage.config import ConfigError, Settings
 from triage.http import ConnectorError
-from triage.notify import Notifier
+from triage.notify import Notifier, duration_text
 from triage.slack.cards import (
     APPROVE,
     ASSIGN,
@@ -205,7 +205,7 @@ class SlackBot:
         with session_scope(self.engine) as session:
             found = case_with_details(session, case_id=case_id)
         seconds = found[0].first_response_seconds if found else None
-        after = f" after {_duration(seconds)}" if seconds is not None else ""
+        after = f" after {duration_text(seconds)}" if seconds is not None else ""
         where = f" · {link(result.url, 'view the reply')}" if result.url else ""
         quoted = "\n".join("> " + line for line in escape(result.text).splitlines())
         return f":white_check_mark: *Replied by <@{result.sent_by}>*{after}{where}\n{quoted}"
@@ -480,13 +480,3 @@ def _option(value: str, label: str) -> dict[str, Any]:
 
 def _errors(block: str, message: str) -> dict[str, Any]:
     return {"response_action": "errors", "errors": {block: message[:150]}}
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{max(1, minutes)} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"

@@ -273,3 +273,18 @@ def assigned_open(
         .limit(limit)
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
+    """Open cases whose card is in Slack and that have no first response yet."""
+    statement = (
+        select(Case, Mention, Analysis)
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(
+            col(Case.status).in_(OPEN_STATUSES),
+            col(Case.slack_ts).is_not(None),
+            col(Case.replied_at).is_(None),
+        )
+    )
+    return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
