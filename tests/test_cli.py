@@ -86,10 +86,10 @@ def test_demo_runs_the_whole_flow_offline(tmp_path):
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "demo.db"}"\n', encoding="utf-8")
     queue = triage("queue", "--config", str(config), "--limit", "5", cwd=tmp_path)
     assert queue.returncode == 0, queue.stderr
-    priorities = [
-        line.split("│")[1].strip() for line in queue.stdout.splitlines() if line.startswith("│ P")
-    ]
-    assert priorities and priorities == sorted(priorities)
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in queue.stdout.splitlines()]
+    priorities = [cells[1] for cells in rows if len(cells) > 2 and cells[1].startswith("P")]
+    assert len(priorities) == 5 and priorities == sorted(priorities)
+    assert all(cells[0].isdigit() for cells in rows if len(cells) > 2 and cells[1].startswith("P"))
 
 
 @pytest.mark.model

@@ -41,6 +41,8 @@ ConfigOption = Annotated[
 ]
 
 log = logging.getLogger("triage")
+# How often cards, SLA reminders and the Slack outbox are looked at.
+NOTIFY_SECONDS = 5.0
 
 
 def _console(file: TextIO | None = None) -> Console:
@@ -246,16 +248,33 @@ def once(config: ConfigOption = None) -> None:
 
 @app.command()
 def run(config: ConfigOption = None) -> None:
-    """Poll connectors on their schedules until SIGINT or SIGTERM."""
+    """Poll connectors on their schedules and run the Slack bot until SIGINT or SIGTERM."""
     from triage.pipeline import Pipeline
     from triage.scheduler import ConnectorScheduler
+    from triage.slack.bot import build_bot, notify_cycle
+    from triage.slack.transport import run_socket_mode
 
     settings = _settings(config)
     engine = _open_store(settings)
     if not settings.enabled_connectors():
         typer.echo(f"{settings.source}: no enabled connectors; nothing to run", err=True)
         raise typer.Exit(2)
-    ConnectorScheduler(Pipeline(settings, engine)).run_forever()
+    scheduler = ConnectorScheduler(Pipeline(settings, engine))
+    socket = None
+    bot = build_bot(settings, engine)
+    if bot is None:
+        log.info("Slack is not configured ([slack] bot_token and care_channel): no cards")
+    else:
+        scheduler.every(NOTIFY_SECONDS, "slack", lambda: notify_cycle(bot.notifier))
+        if settings.slack.app_token:
+            socket = run_socket_mode(bot, settings.slack.app_token, bot.client)
+        else:
+            log.info("no [slack] app_token: run `triage serve` for Slack's buttons and commands")
+    try:
+        scheduler.run_forever()
+    finally:
+        if socket is not None:
+            socket.close()
 
 
 @app.command()

@@ -6,8 +6,10 @@ import logging
 import random
 import signal
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,6 +22,16 @@ from triage.pipeline import IngestReport, Pipeline
 log = logging.getLogger(__name__)
 JITTER_FRACTION = 0.1
 MAX_BACKOFF_SECONDS = 6 * 3600
+
+
+def _logged(name: str, job: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # the next run tries again; one failure must not stop the job
+            log.exception("%s failed", name)
+
+    return run
 
 
 def backoff_seconds(interval: float, failures: int, *, cap: float = MAX_BACKOFF_SECONDS) -> float:
@@ -42,6 +54,11 @@ class ConnectorScheduler:
             timezone="UTC",
         )
         self._connectors = {connector.name: connector for connector in connectors}
+        self._periodic: list[tuple[str, Callable[[], Any], float]] = []
+
+    def every(self, seconds: float, name: str, job: Callable[[], Any]) -> None:
+        """Also run `job` every `seconds` (Slack notifications, SLA checks); call before start."""
+        self._periodic.append((name, job, seconds))
 
     def start(self, *, paused: bool = False) -> None:
         now = utcnow()
@@ -56,6 +73,14 @@ class ConnectorScheduler:
                 name=f"poll {connector.name}",
                 # Stagger the first polls so sources don't all start in the same second.
                 next_run_time=now + timedelta(seconds=index * 2 + random.uniform(0, 1)),
+            )
+        for name, job, seconds in self._periodic:
+            self._scheduler.add_job(
+                _logged(name, job),
+                IntervalTrigger(seconds=seconds),
+                id=name,
+                name=name,
+                next_run_time=now + timedelta(seconds=1),
             )
         # Mentions stored before a crash or stop but not yet analyzed are picked up at once.
         self._scheduler.add_job(self._process_backlog, "date", run_date=now, id="backlog")
