@@ -143,6 +143,7 @@ class Notifier:
             reply_length=rules.length(draft.text) if rules and draft else None,
             cannot_reply=cannot_reply,
             escalate=analysis.escalate or analysis.priority == "P1",
+            kind=analysis.kind,
             oncall_group=self.settings.slack.oncall_group,
             assignee=case.assignee,
         )

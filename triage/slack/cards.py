@@ -72,6 +72,8 @@ class CardView:
     reply_length: int | None = None
     cannot_reply: str | None = None
     escalate: bool = False
+    # complaint | question | praise | info: praise gets a thank-you, not an apology.
+    kind: str = "complaint"
     oncall_group: str | None = None
     assignee: str | None = None
     # A line about where the case stands ("escalated by @lead"), under the draft.
@@ -120,6 +122,8 @@ def _headline(view: CardView) -> str:
     head = f"{emoji} *{view.priority} · {view.urgency}* · {escape(view.platform)}"
     if view.rating is not None:
         head += f" · {'★' * round(view.rating)}{'☆' * (5 - round(view.rating))}"
+    if view.kind == "praise":
+        head += " · :sparkling_heart: praise"
     if view.escalate and view.oncall_group:
         head += f" · <!subteam^{view.oncall_group}> needs a lead"
     elif view.escalate:
@@ -169,7 +173,9 @@ def _buttons(view: CardView) -> list[Any]:
     if view.cannot_reply is None:
         buttons.append(
             ButtonElement(
-                text=PlainTextObject(text="Approve & send"),
+                text=PlainTextObject(
+                    text="Send thanks" if view.kind == "praise" else "Approve & send"
+                ),
                 action_id=APPROVE,
                 value=value,
                 style="primary",
