@@ -151,3 +151,36 @@ def test_socket_mode_acknowledges_then_works(bot, engine, case_id):
     assert client.responses[0].payload is None
     assert "queue" in client.responses[1].payload["text"]
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ({"action_id": "triage.assign"}, CaseStatus.CLAIMED),
+        ({"action_id": "triage.escalate"}, CaseStatus.ESCALATED),
+        ({"action_id": "triage.mark_replied"}, CaseStatus.REPLIED),
+        ({"action_id": "triage.dismiss", "selected_option": "spam"}, CaseStatus.DISMISSED),
+    ],
+    ids=["assign", "escalate", "mark-replied", "dismiss"],
+)
+def test_every_action_arrives_signed_over_http(http, engine, case_id, action, expected):
+    action = {"value": str(case_id), **action}
+    if "selected_option" in action:
+        action["selected_option"] = {"value": f"{case_id}:{action['selected_option']}"}
+    payload = {
+        "type": "block_actions",
+        "user": {"id": SENDER},
+        "channel": {"id": "C0CARE0001"},
+        "trigger_id": "1.2.3",
+        "actions": [action],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    stale = {**_signed(body, age=400), "Content-Type": "application/x-www-form-urlencoded"}
+    assert http.post(EVENTS_PATH, content=body, headers=stale).status_code == 401
+    with session_scope(engine) as session:
+        assert session.get(Case, case_id).status == CaseStatus.POSTED
+
+    fresh = {**_signed(body), "Content-Type": "application/x-www-form-urlencoded"}
+    assert http.post(EVENTS_PATH, content=body, headers=fresh).status_code == 200
+    with session_scope(engine) as session:
+        assert session.get(Case, case_id).status == expected
