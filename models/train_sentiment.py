@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.metrics import macro_f1, macro_recall
 from models.sentiment import HEAD_FILE, HEAD_META, LABELS, WEIGHTS_DIR
 
 logger = logging.getLogger("models.train_sentiment")
@@ -193,29 +194,14 @@ def embed_cached(split: Split, encoder, cache: Path) -> None:  # encoder: models
 # --------------------------------------------------------------------------- metrics
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
-    """Macro-averaged F1 over all classes (a class absent from both counts as F1 0)."""
-    scores = []
-    for c in range(n_classes):
-        tp = float(np.sum((y_pred == c) & (y_true == c)))
-        fp = float(np.sum((y_pred == c) & (y_true != c)))
-        fn = float(np.sum((y_pred != c) & (y_true == c)))
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
-def macro_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
-    """Macro-averaged recall (TweetEval's official sentiment metric)."""
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in range(n_classes)]))
-
-
 def per_language(split: Split, pred: np.ndarray) -> dict[str, float]:
     """Macro-F1 per language of `split`, in percent."""
     langs = np.array(split.langs)
-    return {
-        lang: round(100 * macro_f1(split.labels[langs == lang], pred[langs == lang]), 1)
-        for lang in sorted(set(split.langs))
-    }
+    scores = {}
+    for lang in sorted(set(split.langs)):
+        chosen = langs == lang
+        scores[lang] = round(100 * macro_f1(split.labels[chosen], pred[chosen], len(LABELS)), 1)
+    return scores
 
 
 # --------------------------------------------------------------------------- the head
@@ -327,7 +313,7 @@ def selection_score(layers, vals: Iterable[Split]) -> tuple[float, dict[str, flo
         if split.name == "umsab-val":
             parts.update({f"umsab-{k}": v for k, v in per_language(split, pred).items()})
         else:
-            parts[split.name] = round(100 * macro_f1(split.labels, pred), 1)
+            parts[split.name] = round(100 * macro_f1(split.labels, pred, len(LABELS)), 1)
     return float(np.mean(list(parts.values()))), parts
 
 
@@ -435,8 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pred = predict_proba(layers, split.embeddings).argmax(1)
         entry: dict[str, object] = {
             "rows": len(split.texts),
-            "macro_f1": round(100 * macro_f1(split.labels, pred), 1),
-            "macro_recall": round(100 * macro_recall(split.labels, pred), 1),
+            "macro_f1": round(100 * macro_f1(split.labels, pred, len(LABELS)), 1),
+            "macro_recall": round(100 * macro_recall(split.labels, pred, len(LABELS)), 1),
             "accuracy": round(100 * float(np.mean(pred == split.labels)), 1),
         }
         if split is umsab_test:

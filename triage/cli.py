@@ -343,6 +343,37 @@ def score(
     log.info("scored %d rows (%d skipped)", counts.scored, counts.skipped)
 
 
+@app.command("eval")
+def evaluate_models(
+    benchmarks: Annotated[
+        Path, typer.Option(help="The folder of public test sets (never trained on).")
+    ] = Path("../shared/benchmarks"),
+    out: Annotated[
+        Path | None, typer.Option(help="Write the model card here (e.g. docs/model-card.md).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N rows per language (a quick check).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Measure the models on every benchmark and print (or write) the model card."""
+    from triage.analyze import Analyzer
+    from triage.evaluate import evaluate, model_card
+
+    settings = _settings(config)
+    try:
+        report = evaluate(Analyzer(settings), benchmarks, limit=limit)
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    card = model_card(report)
+    if out is None:
+        typer.echo(card)
+    else:
+        out.write_text(card, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
 ActorOption = Annotated[
     str,
     typer.Option("--as", help="Who is acting, recorded in the audit log (a name or Slack id)."),
