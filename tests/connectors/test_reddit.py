@@ -14,9 +14,18 @@ import pytest
 import respx
 
 import connectors.reddit
-from connectors.base import AuthError, TransientError
+from connectors.base import (
+    AuthError,
+    PayloadError,
+    PermanentError,
+    RateLimitedError,
+    ReplyNotAllowed,
+    SentReply,
+    TransientError,
+)
 from connectors.reddit import RedditConnector
 from triage.config import ConnectorSettings
+from triage.domain import ReplyTarget
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "reddit"
 TOKEN_URL = "https://www.reddit.com/api/v1/access_token"
@@ -25,6 +34,16 @@ LOGGER = "triage.connectors.rd"
 CLIENT_ID = "p-jcoLKBynTLew"
 CLIENT_SECRET = "gko_LXELoV07ZBNUXrvWZfzE3aI"
 AGENT = "python:triage:0.1.0 (by /u/kestrel_care)"
+
+
+@pytest.fixture(autouse=True)
+def no_user_tokens() -> Any:
+    """The brand account's token lives for the process; each test starts without one."""
+    connectors.reddit._USER_TOKENS.clear()
+    connectors.reddit._USER_NAMES.clear()
+    yield
+    connectors.reddit._USER_TOKENS.clear()
+    connectors.reddit._USER_NAMES.clear()
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -388,3 +407,371 @@ def test_forbidden_search_points_at_the_subreddit() -> None:
     assert "HTTP 403" in str(caught.value)
     assert "is options.subreddit private?" in str(caught.value)
     assert search.call_count == 1
+
+
+# Replies ----------------------------------------------------------------------------------------
+
+COMMENT = "https://oauth.reddit.com/api/comment"
+COMMENTS = "https://oauth.reddit.com/user/kestrel_care/comments"
+ME = "https://oauth.reddit.com/api/v1/me"
+PASSWORD = "c0rrect-h0rse-battery-st4ple"
+REFRESH = "122737834-Zk1qYl3mXrU8pW2vN5sT9aHdLeQo4g"
+BILLING = "t3_1gxz9pe"
+TEXT = (
+    "Sorry about the double charge, Ieva. Please message us your account number and we will "
+    "refund it today."
+)
+SENT = SentReply(
+    external_id="t1_lz8k2qd",
+    url="https://www.reddit.com/r/personalfinance/comments/1gxz9pe/"
+    "double_charged_by_my_phone_carrier_again/lz8k2qd/",
+)
+PASSWORD_GRANT = {"username": "kestrel_care", "password": PASSWORD}
+
+
+def reply_connector(sleep: Sleeps | None = None, **credentials: str) -> RedditConnector:
+    settings = ConnectorSettings(
+        name="rd",
+        type="reddit",
+        queries=["kestrel"],
+        options={"username": "kestrel_care"},
+        credentials={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **credentials},
+    )
+    return RedditConnector(settings, sleep=sleep if sleep is not None else Sleeps())
+
+
+def billing() -> ReplyTarget:
+    """The fixture's post as the act stage hands it over: mapped by the connector itself."""
+    (child,) = fixture("search_page2.json")["data"]["children"]
+    mention = connector()._mention(child)
+    assert mention is not None
+    return ReplyTarget(
+        external_id=mention.external_id,
+        platform=mention.platform,
+        url=mention.url,
+        author_handle=mention.author_handle,
+        thread_id=mention.thread_id,
+        raw=mention.raw,
+    )
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    return dict(httpx.QueryParams(request.content.decode()))
+
+
+def user_token(name: str = "user_token.json") -> httpx.Response:
+    return httpx.Response(200, json=fixture(name))
+
+
+@respx.mock
+def test_reply_comments_as_the_brand_with_the_exact_form() -> None:
+    target = billing()
+    token = respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    assert reply_connector(**PASSWORD_GRANT).reply(target, TEXT, key="mention-3") == SENT
+
+    (grant,) = token.calls
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    assert grant.request.headers["Authorization"] == f"Basic {basic}"
+    assert form(grant.request) == {
+        "grant_type": "password",
+        "username": "kestrel_care",
+        "password": PASSWORD,
+    }
+    (call,) = comment.calls
+    assert (
+        call.request.headers["Authorization"]
+        == f"bearer {fixture('user_token.json')['access_token']}"
+    )
+    assert call.request.headers["User-Agent"] == AGENT
+    assert call.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert form(call.request) == {"thing_id": BILLING, "text": TEXT, "api_type": "json"}
+
+
+@respx.mock
+def test_a_refresh_token_is_the_other_way_to_act_as_the_account() -> None:
+    token = respx.post(TOKEN_URL).mock(return_value=user_token("user_token_refreshed.json"))
+    comment = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    reply_connector(refresh_token=REFRESH).reply(billing(), TEXT, key="k")
+    assert form(token.calls.last.request) == {
+        "grant_type": "refresh_token",
+        "refresh_token": REFRESH,
+    }
+    refreshed = fixture("user_token_refreshed.json")["access_token"]
+    assert comment.calls.last.request.headers["Authorization"] == f"bearer {refreshed}"
+
+
+@pytest.mark.parametrize(
+    ("target", "thing"),
+    [
+        (ReplyTarget(external_id="t1_lz7w1ab", platform="reddit"), "t1_lz7w1ab"),
+        (ReplyTarget(external_id="1gxz9pe", platform="reddit", raw={"name": BILLING}), BILLING),
+    ],
+)
+@respx.mock
+def test_the_thing_id_is_the_fullname_of_a_post_or_comment(target: ReplyTarget, thing: str) -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    reply_connector(**PASSWORD_GRANT).reply(target, TEXT, key="k")
+    assert form(comment.calls.last.request)["thing_id"] == thing
+
+
+@respx.mock
+def test_a_target_without_a_fullname_sends_nothing() -> None:
+    target = ReplyTarget(external_id="1gxz9pe", platform="reddit")
+    with pytest.raises(ReplyNotAllowed, match="not the fullname of a Reddit post"):
+        reply_connector(**PASSWORD_GRANT).reply(target, TEXT, key="k")
+    assert respx.calls.call_count == 0
+
+
+@respx.mock
+def test_an_over_long_reply_sends_nothing() -> None:
+    target = billing()
+    route = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    with pytest.raises(ReplyNotAllowed) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(target, "x" * 10_001, key="k")
+    assert str(caught.value) == "the reply is 10001 characters long; reddit allows 10000"
+    assert route.call_count == 0 and respx.calls.call_count == 0
+
+
+def test_without_the_accounts_credentials_reply_unavailable_explains_both_ways() -> None:
+    reddit = reply_connector()
+    expected = (
+        "replying on reddit needs the brand account's authorization: either "
+        "connectors[rd].credentials.username and connectors[rd].credentials.password of the "
+        'brand\'s account (for a "script" app listed under that account at '
+        "https://www.reddit.com/prefs/apps; not with two-factor authentication), or "
+        "connectors[rd].credentials.refresh_token (from authorizing the app once as that "
+        "account with duration=permanent and the scopes submit, read, identity and history)"
+    )
+    assert reddit.reply_unavailable() == expected
+    with respx.mock:
+        with pytest.raises(ReplyNotAllowed) as caught:
+            reddit.reply(ReplyTarget(external_id=BILLING, platform="reddit"), TEXT, key="k")
+        assert str(caught.value) == expected
+        assert respx.calls.call_count == 0
+    assert reply_connector(**PASSWORD_GRANT).reply_unavailable() is None
+    assert reply_connector(refresh_token=REFRESH).reply_unavailable() is None
+
+
+@pytest.mark.parametrize(
+    ("name", "wait"), [("comment_ratelimit.json", 300.0), ("comment_ratelimit_old.json", 9.0)]
+)
+@respx.mock
+def test_ratelimit_in_json_errors_is_rate_limited_with_the_wait(name: str, wait: float) -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(return_value=ok(name))
+    with pytest.raises(RateLimitedError) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    assert caught.value.retry_after == wait
+    assert caught.value.uncertain is False
+    assert "RATELIMIT: " in str(caught.value) and "nothing was posted" in str(caught.value)
+    assert comment.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "because"),
+    [
+        (
+            "comment_thread_locked.json",
+            "because moderators locked the thread to new comments "
+            "(THREAD_LOCKED: Comments are locked.)",
+        ),
+        (
+            "comment_deleted.json",
+            "because the comment was deleted (DELETED_COMMENT: that comment has been deleted)",
+        ),
+        (
+            "comment_too_old.json",
+            "because the post is archived and takes no comments any more "
+            "(TOO_OLD: that's a piece of history now; it's too late to reply to it)",
+        ),
+    ],
+)
+@respx.mock
+def test_locked_deleted_or_archived_targets_are_not_allowed(name: str, because: str) -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    respx.post(COMMENT).mock(return_value=ok(name))
+    with pytest.raises(ReplyNotAllowed) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    assert (
+        str(caught.value) == f"Reddit refused the reply to {BILLING} {because}; nothing was posted"
+    )
+    assert caught.value.uncertain is False
+
+
+@respx.mock
+def test_another_json_error_is_permanent() -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    respx.post(COMMENT).mock(
+        return_value=httpx.Response(
+            200, json={"json": {"errors": [["NO_THING_ID", "id not specified", "parent"]]}}
+        )
+    )
+    with pytest.raises(PermanentError) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    assert (
+        str(caught.value)
+        == f"rd: Reddit refused the comment on {BILLING} (NO_THING_ID: id not specified)"
+    )
+
+
+@respx.mock
+def test_a_refused_password_names_the_credentials_and_posts_nothing() -> None:
+    respx.post(TOKEN_URL).mock(
+        return_value=httpx.Response(200, json=fixture("token_invalid_grant.json"))
+    )
+    comment = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    with pytest.raises(AuthError) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    message = str(caught.value)
+    assert "invalid_grant" in message
+    assert (
+        "connectors[rd].credentials.username and connectors[rd].credentials.password (with "
+        "connectors[rd].credentials.client_id and client_secret) were refused by Reddit's token "
+        "endpoint" in message
+    )
+    assert comment.call_count == 0
+
+
+@respx.mock
+def test_a_401_on_the_comment_fetches_a_new_token_and_sends_once_more() -> None:
+    token = respx.post(TOKEN_URL).mock(
+        side_effect=[user_token(), user_token("user_token_refreshed.json")]
+    )
+    comment = respx.post(COMMENT).mock(
+        side_effect=[
+            httpx.Response(401, json={"message": "Unauthorized", "error": 401}),
+            ok("comment_created.json"),
+        ]
+    )
+    assert reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k") == SENT
+    assert token.call_count == 2
+    assert [c.request.headers["Authorization"] for c in comment.calls] == [
+        f"bearer {fixture('user_token.json')['access_token']}",
+        f"bearer {fixture('user_token_refreshed.json')['access_token']}",
+    ]
+    assert form(comment.calls[0].request) == form(comment.calls[1].request)
+
+
+@respx.mock
+def test_a_403_on_the_comment_explains_bans_and_scopes() -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(
+        return_value=httpx.Response(403, json={"message": "Forbidden", "error": 403})
+    )
+    with pytest.raises(AuthError) as caught:
+        reply_connector(refresh_token=REFRESH).reply(billing(), TEXT, key="k")
+    assert "connectors[rd].credentials.refresh_token" in str(caught.value)
+    assert "banned from the subreddit, or the token missing a scope?" in str(caught.value)
+    assert comment.call_count == 1
+
+
+@respx.mock
+def test_the_accounts_token_is_shared_by_the_process() -> None:
+    token = respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(return_value=ok("comment_created.json"))
+    target = billing()
+    reply_connector(**PASSWORD_GRANT).reply(target, TEXT, key="a")
+    reply_connector(**PASSWORD_GRANT).reply(target, TEXT, key="b")
+    assert token.call_count == 1 and comment.call_count == 2
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.ReadTimeout("read timed out")])
+@respx.mock
+def test_a_5xx_or_timeout_on_the_comment_is_uncertain_and_not_retried(
+    failure: httpx.Response | Exception,
+) -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(side_effect=[failure, ok("comment_created.json")])
+    sleeps = Sleeps()
+    with pytest.raises(TransientError) as caught:
+        reply_connector(sleeps, **PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    assert caught.value.uncertain is True
+    assert comment.call_count == 1 and sleeps == []
+
+
+@respx.mock
+def test_an_unreadable_200_is_uncertain() -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    respx.post(COMMENT).mock(return_value=httpx.Response(200, text="<html>ok</html>"))
+    with pytest.raises(PayloadError) as caught:
+        reply_connector(**PASSWORD_GRANT).reply(billing(), TEXT, key="k")
+    assert caught.value.uncertain is True
+
+
+@respx.mock
+def test_find_reply_lists_the_accounts_newest_comments() -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comments = respx.get(COMMENTS).mock(return_value=ok("user_comments.json"))
+    reddit = reply_connector(**PASSWORD_GRANT)
+    found = reddit.find_reply(billing(), "mention-3")
+    assert found == SentReply(external_id=SENT.external_id, url=SENT.url, already_there=True)
+    request = comments.calls.last.request
+    assert params(request) == {"limit": "100", "sort": "new", "raw_json": "1"}
+    assert (
+        request.headers["Authorization"] == f"bearer {fixture('user_token.json')['access_token']}"
+    )
+
+    assert reddit.find_reply(billing(), "k", text=TEXT) is not None
+    assert reddit.find_reply(billing(), "k", text="Something else entirely") is None
+    # The account answered the Riga post, not the eSIM one.
+    esim = ReplyTarget(external_id="t3_1gyo2aa", platform="reddit")
+    assert reddit.find_reply(esim, "k") is None
+
+
+@respx.mock
+def test_find_reply_with_a_refresh_token_asks_who_the_account_is_once() -> None:
+    respx.post(TOKEN_URL).mock(return_value=user_token("user_token_refreshed.json"))
+    me = respx.get(ME).mock(return_value=ok("me.json"))
+    comments = respx.get(COMMENTS).mock(return_value=ok("user_comments.json"))
+    assert reply_connector(refresh_token=REFRESH).find_reply(billing(), "k") is not None
+    assert reply_connector(refresh_token=REFRESH).find_reply(billing(), "k") is not None
+    assert me.call_count == 1 and comments.call_count == 2
+
+
+@respx.mock
+def test_an_uncertain_comment_is_found_instead_of_posted_twice() -> None:
+    target = billing()
+    respx.post(TOKEN_URL).mock(return_value=user_token())
+    comment = respx.post(COMMENT).mock(
+        side_effect=[httpx.Response(504), ok("comment_created.json")]
+    )
+    respx.get(COMMENTS).mock(return_value=ok("user_comments.json"))
+    reddit = reply_connector(**PASSWORD_GRANT)
+    with pytest.raises(TransientError) as caught:
+        reddit.reply(target, TEXT, key="mention-3")
+    assert caught.value.uncertain is True
+    # What the act stage does before a retry of an unknown outcome:
+    found = reddit.find_reply(target, "mention-3")
+    assert found is not None and found.already_there and found.external_id == SENT.external_id
+    assert comment.call_count == 1
+
+
+def test_reply_credential_problems() -> None:
+    def check(**credentials: str) -> list[str]:
+        return RedditConnector.check_settings(
+            ConnectorSettings(
+                name="rd",
+                type="reddit",
+                queries=["kestrel"],
+                credentials={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **credentials},
+            )
+        )
+
+    assert check(**PASSWORD_GRANT) == []
+    assert check(refresh_token=REFRESH) == []
+    assert check(refresh_token=REFRESH, username="kestrel_care") == []
+    assert check(password=PASSWORD) == [
+        "connectors[rd].credentials.username: required with credentials.password; expected the "
+        "brand's Reddit user name, e.g. kestrel_care"
+    ]
+    assert check(username="kestrel_care") == [
+        "connectors[rd].credentials.password: required with credentials.username (or set "
+        "credentials.refresh_token instead); expected the password of the brand's Reddit account "
+        "named in credentials.username"
+    ]
+    assert check(username="kestrel care", password=PASSWORD) == [
+        "connectors[rd].credentials.username: 'kestrel care' is not a Reddit user name; expected "
+        "the brand's Reddit user name, e.g. kestrel_care"
+    ]
