@@ -418,15 +418,12 @@ def reply_connector(
 
 def targets() -> dict[str, ReplyTarget]:
     """The fixtures' posts as the act stage hands them over: mapped by the connector itself."""
-    page1, page2 = body("search_page1.json"), body("search_page2.json")
-    del page1["meta"]["next_token"]
+    x = connector()
     mentions: list[NewMention] = []
-    with respx.mock:
-        respx.get(API).mock(return_value=httpx.Response(200, json=page1))
-        mentions += next(connector().fetch(None)).mentions
-    with respx.mock:
-        respx.get(API).mock(return_value=httpx.Response(200, json=page2))
-        mentions += next(connector().fetch(None)).mentions
+    for name in ("search_page1.json", "search_page2.json"):
+        page = body(name)
+        users, included = connectors.x._users(page), connectors.x._included_tweets(page)
+        mentions += [x._mention(tweet, users=users, included=included) for tweet in page["data"]]
     outage, roaming, billing = mentions
     return {
         name: ReplyTarget(
