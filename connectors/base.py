@@ -308,8 +308,10 @@ class Connector:
         """The platform call behind `reply`, for connectors with `reply_rules`."""
         raise ReplyNotAllowed(f"{type(self).__name__} declares no way to reply")
 
-    def find_reply(self, target: ReplyTarget, key: str) -> SentReply | None:
-        """Our earlier reply to `target`, if the platform shows one; None if none or unknown.
+    def find_reply(
+        self, target: ReplyTarget, key: str, text: str | None = None
+    ) -> SentReply | None:
+        """Our earlier reply to `target` (the one with `text`, when given); None if none or unknown.
 
         Called before retrying an attempt that may have gone out. Connectors whose
         `post_reply` is idempotent by itself need not override it.

@@ -54,8 +54,11 @@ class EchoConnector(Connector):
 class LookingConnector(EchoConnector):
     """The same platform with an API that lists our replies to a post."""
 
-    def find_reply(self, target: ReplyTarget, key: str) -> SentReply | None:
-        body = self.send(self.client.build_request("GET", API, params={"key": key})).json()
+    def find_reply(
+        self, target: ReplyTarget, key: str, text: str | None = None
+    ) -> SentReply | None:
+        params = {"key": key, "text": text or ""}
+        body = self.send(self.client.build_request("GET", API, params=params)).json()
         if not body:
             return None
         return SentReply(external_id=body[0]["id"], url=None, already_there=True)
@@ -182,6 +185,7 @@ def test_an_unanswered_post_is_looked_up_before_it_is_tried_again(engine, mentio
     result = replies.send(mention_id, "Sorry, Ana!", actor="U_A")
     assert result.already_sent and result.external_id == "r-3"
     assert post.call_count == 1 and lookup.call_count == 1
+    assert lookup.calls[0].request.url.params["text"] == "Sorry, Ana!"
     assert _case(engine).status == CaseStatus.REPLIED
     assert _actions(engine) == ["reply_unknown", "reply_found"]
 

@@ -130,7 +130,7 @@ class Replies:
             return previous
         with self._connector_for(source) as connector:
             if previous == ReplyStatus.UNKNOWN and not force:
-                found = self._look_for_earlier(connector, target, key, reply_id)
+                found = self._look_for_earlier(connector, target, key, reply_id, text)
                 if found is not None:
                     return self._record_sent(reply_id, found, actor=actor, already=True)
             try:
@@ -243,10 +243,10 @@ class Replies:
             return row.id or 0, row.source, reply_target(mention), ReplyStatus(previous)
 
     def _look_for_earlier(
-        self, connector: Connector, target: ReplyTarget, key: str, reply_id: int
+        self, connector: Connector, target: ReplyTarget, key: str, reply_id: int, text: str
     ) -> SentReply | None:
         if type(connector).find_reply is not Connector.find_reply:
-            return connector.find_reply(target, key)
+            return connector.find_reply(target, key, text=text)
         if connector.reply_is_idempotent:
             return None
         with session_scope(self.engine) as session:
