@@ -15,6 +15,7 @@ from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
 from connectors.rss import RssConnector
+from connectors.webhook import WebhookConnector
 from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings
@@ -29,6 +30,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     BlueskyConnector,
     XConnector,
     YouTubeConnector,
+    WebhookConnector,
 )
 
 
@@ -48,6 +50,16 @@ def build_connector(
     if cls is None:
         raise ConfigError([_unknown_type(settings)])
     return cls(settings, client=client, sleep=sleep)
+
+
+def polled(settings_list: Iterable[ConnectorSettings]) -> list[ConnectorSettings]:
+    """The connectors the scheduler polls: all but those that receive pushes (webhooks)."""
+    types = connector_types()
+    return [
+        settings
+        for settings in settings_list
+        if not (cls := types.get(settings.type)) or not cls.receives_pushes
+    ]
 
 
 def check_connectors(settings_list: Iterable[ConnectorSettings]) -> list[str]:

@@ -278,6 +278,26 @@ def run(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    config: ConfigOption = None,
+) -> None:
+    """Receive webhooks (POST /webhooks/NAME) and Slack's requests (POST /slack/events)."""
+    import uvicorn
+
+    from triage.server import create_app
+    from triage.slack.bot import build_bot
+
+    settings = _settings(config)
+    engine = _open_store(settings)
+    bot = build_bot(settings, engine)
+    if bot is not None and not settings.slack.signing_secret:
+        log.warning("no [slack] signing_secret: POST /slack/events is off")
+    uvicorn.run(create_app(settings, engine, bot=bot), host=host, port=port, log_level="info")
+
+
+@app.command()
 def queue(
     config: ConfigOption = None,
     limit: Annotated[int, typer.Option(help="How many cases to show.")] = 30,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from connectors.base import Connector
-from connectors.registry import build_connector
+from connectors.registry import build_connector, polled
 from triage.analyze import AnalysisInput, Analyzer
 from triage.clock import utcnow
 from triage.config import ConnectorSettings, Settings
@@ -134,7 +134,7 @@ class Pipeline:
     def run_once(self, *, stop: threading.Event | None = None) -> RunReport:
         """Poll every enabled connector once, then process what came in."""
         run = RunReport()
-        for connector in self.settings.enabled_connectors():
+        for connector in polled(self.settings.enabled_connectors()):
             run.ingests.append(self.ingest(connector, stop=stop))
         run.process = self.process(stop=stop)
         return run

@@ -15,6 +15,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from connectors.registry import polled
 from triage.clock import utcnow
 from triage.config import ConnectorSettings
 from triage.pipeline import IngestReport, Pipeline
@@ -47,7 +48,7 @@ class ConnectorScheduler:
     def __init__(self, pipeline: Pipeline, *, max_workers: int = 4):
         self.pipeline = pipeline
         self.stop_event = threading.Event()
-        connectors = pipeline.settings.enabled_connectors()
+        connectors = polled(pipeline.settings.enabled_connectors())
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(1, min(max_workers, len(connectors))))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -11,6 +11,7 @@ from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
 from connectors.registry import build_connector, check_connectors, connector_types
 from connectors.rss import RssConnector
+from connectors.webhook import WebhookConnector
 from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
@@ -26,6 +27,7 @@ def test_known_types() -> None:
         "bluesky": BlueskyConnector,
         "x": XConnector,
         "youtube": YouTubeConnector,
+        "webhook": WebhookConnector,
     }
 
 
@@ -45,7 +47,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
         build_connector(ConnectorSettings(name="tw", type="twitter"))
     assert caught.value.problems == [
         "connectors[tw].type: unknown connector type 'twitter'; "
-        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, x, youtube"
+        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, webhook, x, youtube"
     ]
 
 
@@ -72,6 +74,6 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
         "connectors[imports].queries: file connectors do not use queries; "
         "remove them; the source itself decides which mentions arrive",
         "connectors[old].type: unknown connector type 'myspace'; "
-        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, x, youtube",
+        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, webhook, x, youtube",
     ]
     assert check_connectors(default_settings().connectors) == []
