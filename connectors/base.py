@@ -285,7 +285,7 @@ class Connector:
         length = rules.length(text)
         if length > rules.max_length:
             return [
-                f"the reply is {length} {rules.unit.value} long; {self.platform} allows "
+                f"the reply is {length} {rules.unit.label} long; {self.platform} allows "
                 f"{rules.max_length}"
             ]
         return []

@@ -23,25 +23,50 @@ account that busy.
 
 Rate limits: Mastodon sends `X-RateLimit-Limit/-Remaining/-Reset` (reset as an ISO timestamp);
 triage.http's RATE_LIMIT_HEADERS reads them (and Retry-After) for a 429, and this connector logs
-when few calls are left. Hashtag timelines are not read (not implemented).
+when few calls are left. Hashtag timelines are not read yet.
+
+Replies: `POST {instance}/api/v1/statuses` with `status`, `in_reply_to_id` and an
+`Idempotency-Key` header (the reply's key): Mastodon keeps the key for an hour and answers a
+repeat with the status it already made, so a retry never posts twice. The token needs the
+write:statuses scope too. The reply starts with the author's @name (added when missing, and
+counted in the 500 characters) or they are not notified; it keeps the visibility of a private
+or direct mention, so a private conversation stays private, and is public otherwise
+(`options.reply_visibility = "unlisted"` keeps replies off the public timelines).
+`options.max_characters` sets the limit of an instance that allows more than 500.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from connectors.base import AuthError, Connector, Page, PayloadError
+from connectors.base import (
+    AuthError,
+    Connector,
+    Page,
+    PayloadError,
+    PermanentError,
+    ReplyNotAllowed,
+    SentReply,
+)
+from connectors.reply import LengthUnit, ReplyRules
 from connectors.rss import html_to_text
 from triage.config import ConnectorSettings
-from triage.domain import NewMention
+from triage.domain import NewMention, ReplyTarget
 
 PAGE_SIZE = 40
 NOTIFICATIONS_PATH = "/api/v1/notifications"
+STATUSES_PATH = "/api/v1/statuses"
+DEFAULT_MAX_CHARACTERS = 500
+REPLY_VISIBILITIES = ("public", "unlisted")
+# A reply to these stays as narrow as the mention it answers.
+PRIVATE_VISIBILITIES = ("private", "direct")
 # Below this many calls left in the window, say so in the log.
 LOW_REMAINING = 20
 
@@ -53,17 +78,102 @@ class MastodonConnector(Connector):
     platform = "mastodon"
     required_options = ("instance",)
     required_credentials = ("access_token",)
+    optional_options = ("max_characters", "reply_visibility")
     expected: ClassVar[Mapping[str, str]] = {
         "instance": "the https:// address of the account's instance, e.g. https://mastodon.social",
-        "access_token": "an access token of the brand's account with the read:notifications scope",
+        "access_token": "an access token of the brand's account with the read:notifications "
+        "scope (and write:statuses to reply)",
+        "max_characters": "the instance's post length limit, a whole number (default 500)",
+        "reply_visibility": 'one of "public" (default) or "unlisted"',
     }
     uses_queries = False
     default_interval = 5 * 60.0
+    reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
+        max_length=DEFAULT_MAX_CHARACTERS,
+        unit=LengthUnit.MASTODON,
+        note="the reply starts with the author's @name, so they are notified",
+    )
+    reply_is_idempotent = True
     _top: str | None = None
+
+    def __init__(self, settings: ConnectorSettings, **kwargs: Any):
+        super().__init__(settings, **kwargs)
+        limit = self.options.get("max_characters")
+        if limit is not None and self.reply_rules is not None:
+            self.reply_rules = replace(self.reply_rules, max_length=int(limit))  # type: ignore[misc]
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
-        return super().check_settings(settings) + cls.check_https_option(settings, "instance")
+        problems = super().check_settings(settings) + cls.check_https_option(settings, "instance")
+        prefix = f"connectors[{settings.name}].options"
+        limit = settings.options.get("max_characters")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            problems.append(
+                f"{prefix}.max_characters: {limit!r} is not valid; "
+                f"expected {cls.expected['max_characters']}"
+            )
+        visibility = settings.options.get("reply_visibility")
+        if visibility is not None and visibility not in REPLY_VISIBILITIES:
+            problems.append(
+                f"{prefix}.reply_visibility: {visibility!r} is not valid; "
+                f"expected {cls.expected['reply_visibility']}"
+            )
+        return problems
+
+    def check_reply(self, target: ReplyTarget, text: str) -> list[str]:
+        """The rules apply to the text as it goes out, @name included."""
+        if not text.strip():
+            return ["the reply is empty"]
+        return super().check_reply(target, _addressed(target, text))
+
+    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        visibility = str(target.raw.get("visibility") or "public")
+        if visibility not in PRIVATE_VISIBILITIES:
+            visibility = str(self.options.get("reply_visibility", "public"))
+        body: dict[str, Any] = {
+            "status": _addressed(target, text),
+            "in_reply_to_id": target.external_id,
+            "visibility": visibility,
+        }
+        if target.raw.get("language"):
+            body["language"] = target.raw["language"]
+        request = self.client.build_request(
+            "POST",
+            self.instance + STATUSES_PATH,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {self.credentials['access_token']}",
+                "Idempotency-Key": key,
+            },
+        )
+        try:
+            response = self.send_once(request)
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc}; connectors[{self.name}].credentials.access_token may not post: it needs "
+                "the write:statuses scope",
+                status=exc.status,
+                body=exc.body,
+            ) from exc
+        except PermanentError as exc:
+            if exc.status == 404:
+                raise ReplyNotAllowed(
+                    "the post is gone (deleted, or no longer visible to the brand's account)",
+                    status=404,
+                ) from exc
+            if exc.status == 422:
+                raise ReplyNotAllowed(
+                    f"{self.instance} refused the reply: {_error_text(exc.body)}", status=422
+                ) from exc
+            raise
+        status = response.json()
+        if not isinstance(status, Mapping) or not status.get("id"):
+            raise PayloadError(
+                f"{self.instance} answered the reply without a status id", uncertain=True
+            )
+        return SentReply(external_id=str(status["id"]), url=status.get("url") or status.get("uri"))
 
     @property
     def instance(self) -> str:
@@ -210,6 +320,23 @@ class MastodonConnector(Connector):
                 self.instance,
                 response.headers.get("x-ratelimit-reset", "the window resets"),
             )
+
+
+def _addressed(target: ReplyTarget, text: str) -> str:
+    """The reply with the author's @name in front, unless the agent already wrote it."""
+    handle = (target.author_handle or "").strip()
+    body = text.strip()
+    if not handle or body.lower().startswith(handle.lower()):
+        return body
+    return f"{handle} {body}"
+
+
+def _error_text(body: str | None) -> str:
+    try:
+        error = json.loads(body or "").get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error or (body or "no reason given")[:200])
 
 
 def _next_max_id(response: httpx.Response) -> str | None:

@@ -27,6 +27,16 @@ class LengthUnit(StrEnum):
     X_WEIGHTED = "x-weighted"  # X: links 23, most scripts 1, CJK and emoji 2
     MASTODON = "mastodon"  # code points; links 23, @user@domain counts as @user
 
+    @property
+    def label(self) -> str:
+        """How an agent reads the count."""
+        return {
+            LengthUnit.CHARACTERS: "characters",
+            LengthUnit.GRAPHEMES: "characters (an emoji counts once)",
+            LengthUnit.X_WEIGHTED: "characters as X counts them (links 23, emoji and CJK 2)",
+            LengthUnit.MASTODON: "characters as Mastodon counts them (links 23)",
+        }[self]
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyRules:

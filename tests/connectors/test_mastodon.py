@@ -13,10 +13,10 @@ import pytest
 import respx
 
 import triage.http
-from connectors.base import AuthError, TransientError
+from connectors.base import AuthError, ReplyNotAllowed, SentReply, TransientError
 from connectors.mastodon import MastodonConnector
 from triage.config import ConnectorSettings
-from triage.domain import Batch
+from triage.domain import Batch, ReplyTarget
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "mastodon"
 INSTANCE = "https://mastodon.social"
@@ -277,9 +277,111 @@ def test_check_settings_wants_an_https_instance_and_a_token() -> None:
         "connectors[fedi].options.instance: required option is missing; expected the https:// "
         "address of the account's instance, e.g. https://mastodon.social",
         "connectors[fedi].credentials.access_token: required credential is missing; expected an "
-        "access token of the brand's account with the read:notifications scope",
+        "access token of the brand's account with the read:notifications scope (and "
+        "write:statuses to reply)",
     ]
     assert check({"access_token": TOKEN}, instance="http://mastodon.social") == [
         "connectors[fedi].options.instance: 'http://mastodon.social' is not an https address; "
         "expected the https:// address of the account's instance, e.g. https://mastodon.social"
     ]
+
+
+# --------------------------------------------------------------------------- replies
+
+STATUSES = f"{INSTANCE}/api/v1/statuses"
+
+
+def target(**raw: Any) -> ReplyTarget:
+    return ReplyTarget(
+        external_id="114107382239857233",
+        platform="mastodon",
+        author_handle="@ruta_k",
+        raw={"visibility": "public", "language": "lv", **raw},
+    )
+
+
+@respx.mock
+def test_reply_addresses_the_author_and_sends_the_idempotency_key() -> None:
+    route = respx.post(STATUSES).mock(
+        return_value=httpx.Response(200, json=page("status_created.json"))
+    )
+    sent = connector().reply(target(), "Sorry, Rūta: we are on it.", key="mention-7")
+    assert sent == SentReply(
+        external_id="114107511200450071", url="https://mastodon.social/@kestrel/114107511200450071"
+    )
+    request = route.calls[0].request
+    assert request.headers["Idempotency-Key"] == "mention-7"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {
+        "status": "@ruta_k Sorry, Rūta: we are on it.",
+        "in_reply_to_id": "114107382239857233",
+        "visibility": "public",
+        "language": "lv",
+    }
+
+
+@respx.mock
+def test_a_private_mention_gets_a_private_reply_and_a_written_name_is_not_doubled() -> None:
+    route = respx.post(STATUSES).mock(
+        return_value=httpx.Response(200, json=page("status_created.json"))
+    )
+    connector(reply_visibility="unlisted").reply(
+        target(visibility="direct"), "@ruta_k we'll DM you", key="k"
+    )
+    connector(reply_visibility="unlisted").reply(target(), "thanks!", key="k2")
+    bodies = [json.loads(call.request.content) for call in route.calls]
+    assert [(b["status"], b["visibility"]) for b in bodies] == [
+        ("@ruta_k we'll DM you", "direct"),
+        ("@ruta_k thanks!", "unlisted"),
+    ]
+
+
+@respx.mock
+def test_the_limit_counts_the_added_name_and_sends_nothing_when_over() -> None:
+    route = respx.post(STATUSES).mock(return_value=httpx.Response(200, json={}))
+    fits = "x" * (500 - len("@ruta_k "))
+    assert connector().check_reply(target(), fits) == []
+    over = r"501 characters as Mastodon counts them \(links 23\) long; mastodon allows 500"
+    with pytest.raises(ReplyNotAllowed, match=over):
+        connector().reply(target(), fits + "x", key="k")
+    assert connector(max_characters=1000).check_reply(target(), fits + "x") == []
+    assert route.call_count == 0
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (
+            httpx.Response(403, json={"error": "This action is outside the authorized scopes"}),
+            AuthError,
+            "write:statuses",
+        ),
+        (httpx.Response(404, json={"error": "Record not found"}), ReplyNotAllowed, "gone"),
+        (
+            httpx.Response(
+                422,
+                json={
+                    "error": "Validation failed: Text character limit of 500 characters exceeded"
+                },
+            ),
+            ReplyNotAllowed,
+            "character limit of 500",
+        ),
+    ],
+    ids=["403-scope", "404-deleted", "422-too-long"],
+)
+def test_reply_refusals_say_why(response, error, message) -> None:
+    respx.post(STATUSES).mock(return_value=response)
+    with pytest.raises(error, match=message) as raised:
+        connector().reply(target(), "hi", key="k")
+    assert raised.value.uncertain is False
+
+
+@respx.mock
+def test_a_5xx_on_the_reply_is_not_retried_and_is_uncertain() -> None:
+    route = respx.post(STATUSES).mock(return_value=httpx.Response(502))
+    with pytest.raises(TransientError) as raised:
+        connector().reply(target(), "hi", key="k")
+    assert raised.value.uncertain and route.call_count == 1
+    assert MastodonConnector.reply_is_idempotent  # the same key may be sent again safely

@@ -68,7 +68,8 @@ def test_reply_needs_its_credentials_and_says_which():
 
 def test_reply_over_the_limit_or_empty_is_refused_before_any_call():
     demo = _demo(token="t")
-    with pytest.raises(ReplyNotAllowed, match="11 graphemes long; demo allows 10"):
+    over = r"11 characters \(an emoji counts once\) long; demo allows 10"
+    with pytest.raises(ReplyNotAllowed, match=over):
         demo.reply(TARGET, "🇱🇻" * 11, key="k")
     with pytest.raises(ReplyNotAllowed, match="empty"):
         demo.reply(TARGET, "  ", key="k")

@@ -495,7 +495,10 @@ def test_an_over_long_reply_sends_nothing(text: str, length: int) -> None:
     route = respx.post(TWEETS).mock(return_value=created())
     with pytest.raises(ReplyNotAllowed) as caught:
         reply_connector().reply(target, text, key="k")
-    assert str(caught.value) == f"the reply is {length} x-weighted long; x allows 280"
+    assert str(caught.value) == (
+        f"the reply is {length} characters as X counts them (links 23, emoji and CJK 2) long; "
+        "x allows 280"
+    )
     assert route.call_count == 0
     assert respx.calls.call_count == 0
 

@@ -301,7 +301,7 @@ class SlackBot:
         case, mention, analysis, draft = found
         rules, cannot_reply = self._rules(mention.source)
         limit_note = (
-            f"{mention.platform} allows {rules.max_length} {rules.unit.value}"
+            f"{mention.platform} allows {rules.max_length} {rules.unit.label}"
             + (f"; {rules.note}" if rules.note else "")
             if rules
             else cannot_reply or ""
