@@ -13,11 +13,21 @@ Results arrive newest first, so a query's mark moves only when its walk finishes
 before that carries the cursor unchanged, and a crash mid-walk re-reads the same pages next run.
 A walk cut short by `options.max_pages` does not move the mark either. The first run of a query
 looks back FIRST_RUN_LOOKBACK. Rate limits: Bluesky sends RateLimit-Remaining/-Reset (epoch
-seconds), which triage.http reads for a 429. Mention notifications are not read.
+seconds), which triage.http reads for a 429. Mention notifications are not read yet.
+
+Replies: `com.atproto.repo.createRecord` on the account's repo, an `app.bsky.feed.post` whose
+`reply` cites the thread's root and the mention itself as parent (uri and cid, as stored with the
+mention), with link facets so URLs are clickable (byte offsets in UTF-8), 300 graphemes at most.
+Idempotent by construction: the record key is a TID derived from the reply's idempotency key, so
+a retry writes the same record key; the PDS refuses the second write and `find_reply`
+(`com.atproto.repo.getRecord`) returns the reply that is already there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -31,15 +41,26 @@ from connectors.base import (
     Page,
     PayloadError,
     PermanentError,
+    ReplyNotAllowed,
+    SentReply,
 )
+from connectors.reply import LengthUnit, ReplyRules
 from triage.clock import utcnow
 from triage.config import ConnectorSettings
-from triage.domain import NewMention
+from triage.domain import NewMention, ReplyTarget
 
 DEFAULT_SERVICE = "https://bsky.social"
 CREATE_SESSION = "/xrpc/com.atproto.server.createSession"
 REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
 SEARCH_POSTS = "/xrpc/app.bsky.feed.searchPosts"
+CREATE_RECORD = "/xrpc/com.atproto.repo.createRecord"
+GET_RECORD = "/xrpc/com.atproto.repo.getRecord"
+POST_COLLECTION = "app.bsky.feed.post"
+# Base32-sortable, the alphabet of TIDs (record keys that sort by time).
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+# A derived TID's time falls in a window after this moment (microseconds since the epoch).
+TID_EPOCH_US = 1_672_531_200_000_000  # 2023-01-01
+_URL = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
 POST_URL = "https://bsky.app/profile/{handle}/post/{rkey}"
 PAGE_SIZE = 100
 FIRST_RUN_LOOKBACK = timedelta(days=7)
@@ -59,11 +80,96 @@ class BlueskyConnector(Connector):
         "identifier": "the account's handle, e.g. kestrel.bsky.social",
         "app_password": "an app password of the account (Settings > App passwords)",
     }
+    reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
+        max_length=300, unit=LengthUnit.GRAPHEMES, note="links in the reply become clickable"
+    )
+    reply_is_idempotent = True
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
         super().__init__(settings, **kwargs)
         self._access: str | None = None
         self._refresh: str | None = None
+        self._did: str | None = None
+        self._handle: str | None = None
+
+    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        parent = _strong_ref(target.raw)
+        if parent is None:
+            raise ReplyNotAllowed(
+                "this mention was stored without its uri and cid; "
+                "open it on Bluesky and reply there"
+            )
+        reply = target.raw.get("reply")
+        root = _strong_ref(reply.get("root")) if isinstance(reply, Mapping) else None
+        record: dict[str, Any] = {
+            "$type": POST_COLLECTION,
+            "text": text,
+            "createdAt": _iso(utcnow()),
+            "reply": {"root": root or parent, "parent": parent},
+        }
+        facets = link_facets(text)
+        if facets:
+            record["facets"] = facets
+        langs = target.raw.get("langs")
+        if isinstance(langs, list) and langs:
+            record["langs"] = [str(lang) for lang in langs[:3]]
+        rkey = tid_for(key)
+        if self._access is None:
+            self._create_session()
+        try:
+            response = self._create(rkey, record)
+        except PermanentError as exc:
+            if exc.status != 400 or _error_name(exc) in ("ExpiredToken", "InvalidToken"):
+                raise
+            # The record key is taken: an earlier attempt of this reply got through.
+            found = self.find_reply(target, key)
+            if found is None:
+                raise ReplyNotAllowed(f"Bluesky refused the reply: {_error_message(exc)}") from exc
+            return found
+        body = _json_object(response, self.name)
+        uri = body.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise PayloadError(f"{self.name}: createRecord answered without a uri", uncertain=True)
+        return SentReply(external_id=uri, url=self._post_url(rkey))
+
+    def find_reply(
+        self, target: ReplyTarget, key: str, text: str | None = None
+    ) -> SentReply | None:
+        """The record this key writes, if it exists: the key decides the record key."""
+        rkey = tid_for(key)
+        if self._access is None:
+            self._create_session()
+        params = {"repo": self._did or "", "collection": POST_COLLECTION, "rkey": rkey}
+        try:
+            response = self._get(GET_RECORD, params)
+        except PermanentError as exc:
+            if exc.status in (400, 404) and _error_name(exc) in ("RecordNotFound", ""):
+                return None
+            raise
+        body = _json_object(response, self.name)
+        return SentReply(
+            external_id=str(body.get("uri") or ""), url=self._post_url(rkey), already_there=True
+        )
+
+    def _create(self, rkey: str, record: dict[str, Any]) -> httpx.Response:
+        def request() -> httpx.Request:
+            payload = {"repo": self._did, "collection": POST_COLLECTION, "rkey": rkey}
+            return self._request(
+                "POST", CREATE_RECORD, self._access, json={**payload, "record": record}
+            )
+
+        try:
+            return self.send_once(request())
+        except ConnectorError as exc:
+            if not _expired(exc):
+                raise
+        # An expired token is a refusal: nothing was written, so sending again is safe.
+        self._renew_session()
+        return self.send_once(request())
+
+    def _post_url(self, rkey: str) -> str:
+        handle = self._handle or self.credentials["identifier"].strip()
+        return POST_URL.format(handle=handle, rkey=rkey)
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
@@ -167,6 +273,9 @@ class BlueskyConnector(Connector):
             raise PayloadError(f"{self.name}: {self.service} returned a session without accessJwt")
         self._access = access
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
+        did, handle = body.get("did"), body.get("handle")
+        self._did = did if isinstance(did, str) and did else self._did
+        self._handle = handle if isinstance(handle, str) and handle else self._handle
 
     def _mention(self, post: Mapping[str, Any]) -> NewMention:
         if not isinstance(post, Mapping):
@@ -222,8 +331,60 @@ def _expired(exc: ConnectorError) -> bool:
     """Whether the server refused the access token as expired: 401, or 400 ExpiredToken."""
     if isinstance(exc, AuthError) and exc.status == 401:
         return True
-    # triage.http keeps only the body text in the message, so the error name is read there.
-    return exc.status == 400 and "ExpiredToken" in str(exc)
+    return exc.status == 400 and _error_name(exc) == "ExpiredToken"
+
+
+def _error_name(exc: ConnectorError) -> str:
+    """The XRPC error name of a refusal ({"error": "ExpiredToken", "message": ...})."""
+    try:
+        body = json.loads(exc.body or "")
+    except ValueError:
+        return ""
+    return str(body.get("error") or "") if isinstance(body, dict) else ""
+
+
+def _error_message(exc: ConnectorError) -> str:
+    try:
+        body = json.loads(exc.body or "")
+    except ValueError:
+        body = {}
+    if isinstance(body, dict) and (body.get("message") or body.get("error")):
+        return str(body.get("message") or body.get("error"))
+    return (exc.body or str(exc))[:200]
+
+
+def tid_for(key: str) -> str:
+    """A valid TID (13 base32-sortable characters) that depends only on `key`."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    # A timestamp within about 100 days after TID_EPOCH_US, and a 10-bit clock id.
+    micros = TID_EPOCH_US + (digest >> 10) % (1 << 43)
+    value = (micros << 10) | (digest & 0x3FF)
+    return "".join(TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
+
+
+def link_facets(text: str) -> list[dict[str, Any]]:
+    """Link facets for every URL in `text`, with byte offsets into its UTF-8 encoding."""
+    facets = []
+    for match in _URL.finditer(text):
+        start = len(text[: match.start()].encode("utf-8"))
+        end = start + len(match.group().encode("utf-8"))
+        facets.append(
+            {
+                "index": {"byteStart": start, "byteEnd": end},
+                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": match.group()}],
+            }
+        )
+    return facets
+
+
+def _strong_ref(value: Any) -> dict[str, str] | None:
+    """{"uri", "cid"} of a post, from the stored mention or its reply refs."""
+    if not isinstance(value, Mapping):
+        return None
+    uri, cid = value.get("uri"), value.get("cid")
+    if isinstance(uri, str) and uri and isinstance(cid, str) and cid:
+        return {"uri": uri, "cid": cid}
+    return None
 
 
 def _json_object(response: httpx.Response, name: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ import respx
 
 import connectors.bluesky
 import triage.http
-from connectors.base import AuthError, TransientError
-from connectors.bluesky import BlueskyConnector
+from connectors.base import AuthError, ReplyNotAllowed, SentReply, TransientError
+from connectors.bluesky import BlueskyConnector, link_facets, tid_for
 from triage.config import ConnectorSettings
+from triage.domain import ReplyTarget
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bluesky"
 SERVICE = "https://bsky.social"
@@ -367,3 +369,175 @@ def test_check_settings_wants_credentials_queries_and_an_https_service() -> None
         "connectors[sky].options.service: 'http://bsky.social' is not an https address; "
         "expected the https:// address of the account's PDS or entryway, e.g. https://bsky.social"
     ]
+
+
+# --------------------------------------------------------------------------- replies
+
+CREATE = f"{SERVICE}/xrpc/com.atproto.repo.createRecord"
+GET_RECORD = f"{SERVICE}/xrpc/com.atproto.repo.getRecord"
+BRAND_DID = SESSION_BODY["did"]
+KEY = "mention-7"
+RKEY = tid_for(KEY)
+
+
+def mentions() -> list[ReplyTarget]:
+    """The two searched posts as stored mentions: a top-level post and a reply in a thread."""
+    with respx.mock:
+        logged_in()
+        respx.get(SEARCH).mock(
+            side_effect=[
+                httpx.Response(200, json=load("search_page1.json")),
+                httpx.Response(200, json=END),
+            ]
+        )
+        first, _ = connector().fetch(None)
+    return [
+        ReplyTarget(
+            external_id=m.external_id,
+            platform=m.platform,
+            url=m.url,
+            author_handle=m.author_handle,
+            thread_id=m.thread_id,
+            parent_id=m.parent_id,
+            raw=m.raw,
+        )
+        for m in first.mentions
+    ]
+
+
+def created(rkey: str = RKEY) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "uri": f"at://{BRAND_DID}/app.bsky.feed.post/{rkey}",
+            "cid": "bafyreihq4kq6v7y2i3g5j2m4s6w2c7d4f3l7x2sqq3bq6lzzbmdkc2yxta",
+            "commit": {"cid": "bafyreia3", "rev": "3ljeb7x5ocs2k"},
+            "validationStatus": "valid",
+        },
+    )
+
+
+def test_record_keys_are_valid_tids_fixed_by_the_key() -> None:
+    assert re.fullmatch(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}", RKEY)
+    assert tid_for(KEY) == RKEY and tid_for("mention-8") != RKEY
+
+
+def test_link_facets_count_utf8_bytes() -> None:
+    text = "Paldies, Rūta! Statuss: https://status.kestrel.example/lv."
+    [facet] = link_facets(text)
+    start = len("Paldies, Rūta! Statuss: ".encode())
+    url = "https://status.kestrel.example/lv"
+    assert facet["index"] == {"byteStart": start, "byteEnd": start + len(url)}
+    assert facet["features"] == [
+        {"$type": "app.bsky.richtext.facet#link", "uri": "https://status.kestrel.example/lv"}
+    ]
+
+
+@respx.mock
+def test_a_reply_in_a_thread_cites_its_root_and_the_mention_as_parent() -> None:
+    _outage, in_thread = mentions()
+    logged_in()
+    route = respx.post(CREATE).mock(return_value=created())
+    text = "Sorry Tomas, see https://status.kestrel.example for updates."
+    sent = connector().reply(in_thread, text, key=KEY)
+
+    assert sent == SentReply(
+        external_id=f"at://{BRAND_DID}/app.bsky.feed.post/{RKEY}",
+        url=f"https://bsky.app/profile/kestrel.bsky.social/post/{RKEY}",
+    )
+    request = route.calls[0].request
+    assert request.headers["Authorization"] == f"Bearer {ACCESS}"
+    body = json.loads(request.content)
+    assert (body["repo"], body["collection"], body["rkey"]) == (
+        BRAND_DID,
+        "app.bsky.feed.post",
+        RKEY,
+    )
+    record = body["record"]
+    assert record["$type"] == "app.bsky.feed.post" and record["text"] == text
+    assert record["reply"] == {
+        "root": in_thread.raw["reply"]["root"],
+        "parent": {"uri": in_thread.raw["uri"], "cid": in_thread.raw["cid"]},
+    }
+    assert record["facets"][0]["features"][0]["uri"] == "https://status.kestrel.example"
+    assert record["createdAt"] == "2025-03-04T08:00:00.000Z"
+
+
+@respx.mock
+def test_a_top_level_mention_is_both_root_and_parent() -> None:
+    outage, _ = mentions()
+    logged_in()
+    route = respx.post(CREATE).mock(return_value=created())
+    connector().reply(outage, "We are on it.", key=KEY)
+    reply = json.loads(route.calls[0].request.content)["record"]["reply"]
+    assert reply["root"] == reply["parent"] == {"uri": outage.raw["uri"], "cid": outage.raw["cid"]}
+
+
+@respx.mock
+def test_a_retry_finds_the_record_the_key_already_wrote() -> None:
+    outage, _ = mentions()
+    logged_in()
+    create = respx.post(CREATE).mock(
+        return_value=httpx.Response(
+            400, json={"error": "InvalidRequest", "message": "Record already exists"}
+        )
+    )
+    lookup = respx.get(GET_RECORD).mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "uri": f"at://{BRAND_DID}/app.bsky.feed.post/{RKEY}",
+                "cid": "bafyreihq4kq6v7y2i3g5j2m4s6w2c7d4f3l7x2sqq3bq6lzzbmdkc2yxta",
+                "value": {"$type": "app.bsky.feed.post", "text": "We are on it."},
+            },
+        )
+    )
+    sent = connector().reply(outage, "We are on it.", key=KEY)
+    assert sent.already_there and sent.external_id.endswith(RKEY)
+    assert create.call_count == 1
+    assert dict(lookup.calls[0].request.url.params) == {
+        "repo": BRAND_DID,
+        "collection": "app.bsky.feed.post",
+        "rkey": RKEY,
+    }
+
+
+@respx.mock
+def test_find_reply_is_none_when_the_record_does_not_exist() -> None:
+    outage, _ = mentions()
+    logged_in()
+    respx.get(GET_RECORD).mock(
+        return_value=httpx.Response(
+            400, json={"error": "RecordNotFound", "message": "Could not locate record"}
+        )
+    )
+    assert connector().find_reply(outage, KEY) is None
+
+
+@respx.mock
+def test_an_expired_token_is_renewed_and_the_reply_sent_once() -> None:
+    outage, _ = mentions()
+    logged_in()
+    respx.post(REFRESH).mock(return_value=httpx.Response(200, json=SESSION_BODY))
+    create = respx.post(CREATE).mock(
+        side_effect=[
+            httpx.Response(400, json={"error": "ExpiredToken", "message": "Token has expired"}),
+            created(),
+        ]
+    )
+    assert connector().reply(outage, "Hi", key=KEY).external_id.endswith(RKEY)
+    assert create.call_count == 2
+
+
+@respx.mock
+def test_over_300_graphemes_sends_nothing_and_a_5xx_is_uncertain() -> None:
+    outage, _ = mentions()
+    logged_in()
+    route = respx.post(CREATE).mock(return_value=httpx.Response(502))
+    with pytest.raises(ReplyNotAllowed, match="301 characters"):
+        connector().reply(outage, "👍🏽" * 301, key=KEY)
+    assert route.call_count == 0
+    assert connector().check_reply(outage, "👍🏽" * 300) == []
+    with pytest.raises(TransientError) as raised:
+        connector().reply(outage, "Hi", key=KEY)
+    assert raised.value.uncertain and route.call_count == 1
