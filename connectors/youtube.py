@@ -19,6 +19,14 @@ cursor. Because pages arrive newest first, the stream's cursor moves only when i
 (no next page, an empty page, or the cursor reached): every earlier page's Batch keeps the old
 value, so a crash mid-walk re-reads the same pages and the store dedupes by external_id.
 
+Replies: `comments.insert` (`POST /youtube/v3/comments?part=snippet` with snippet.parentId =
+the thread's top-level comment id, since YouTube threads are one level deep, and
+snippet.textOriginal), as the brand channel's Google account: an OAuth 2.0 access token from
+`credentials.refresh_token` with `client_id`/`client_secret` (scope youtube.force-ssl); the API
+key only reads. An insert costs 50 quota units, so 200 replies would use a whole default day.
+YouTube has no idempotency key, so before an uncertain attempt is repeated `find_reply` lists the
+thread's replies (`comments.list?parentId=`, 1 unit) for one by the brand channel with the text.
+
 Known limits: a walk cut short by `max_pages` does not advance that stream's cursor (nothing is
 skipped, but the next run starts from the top again); new replies to a thread older than the
 cursor are not seen, since order=time sorts threads by their top-level comment.
@@ -26,7 +34,8 @@ cursor are not seen, since order=time sorts threads by their top-level comment.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 
@@ -40,13 +49,25 @@ from connectors.base import (
     PayloadError,
     PermanentError,
     RateLimitedError,
+    ReplyNotAllowed,
+    SentReply,
 )
+from connectors.google_auth import GoogleToken
+from connectors.reply import ReplyRules
 from triage.clock import utcnow
 from triage.config import ConnectorSettings
-from triage.domain import NewMention
+from triage.domain import NewMention, ReplyTarget
 from triage.http import send
 
 API_URL = "https://www.googleapis.com/youtube/v3/commentThreads"
+COMMENTS_URL = "https://www.googleapis.com/youtube/v3/comments"
+CHANNELS_URL = "https://www.googleapis.com/youtube/v3/channels"
+REPLY_SCOPE_HINT = (
+    "a refresh token of the brand channel's Google account with the "
+    "https://www.googleapis.com/auth/youtube.force-ssl scope"
+)
+# Reasons a comment cannot be answered at all (not a credentials fault).
+NOT_ALLOWED_REASONS = frozenset({"commentsDisabled", "parentCommentIsPrivate", "ineligibleAccount"})
 WATCH_URL = "https://www.youtube.com/watch?v={video}&lc={comment}"
 PAGE_SIZE = 100
 # YouTube quota resets at midnight Pacific time; PST (UTC-8) is used all year, so in summer the
@@ -79,11 +100,21 @@ class YouTubeConnector(Connector):
     platform = "youtube"
     optional_options = ("channel_id", "video_ids")
     required_credentials = ("api_key",)
+    optional_credentials = ("client_id", "client_secret", "refresh_token")
     expected: ClassVar[Mapping[str, str]] = {
         "channel_id": "the channel's id, starting with UC, e.g. UC_x5XG1OV2P6uZZ5FSM9Ttw",
         "video_ids": 'a list of video ids, e.g. ["dQw4w9WgXcQ"]',
         "api_key": "a YouTube Data API v3 key from a Google Cloud project with the API enabled",
+        "client_id": "the OAuth client id of the Google Cloud project (Credentials page)",
+        "client_secret": "the OAuth client secret of that client",
+        "refresh_token": REPLY_SCOPE_HINT,
     }
+    reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
+        max_length=10_000, note="the reply goes under the thread's first comment"
+    )
+    reply_credentials = ("client_id", "client_secret", "refresh_token")
+    _google: GoogleToken | None = None
+    _my_channel: str | None = None
     uses_queries = False
     default_interval = 30 * 60.0
     default_max_pages = 5
@@ -216,6 +247,142 @@ class YouTubeConnector(Connector):
         except (AuthError, PermanentError) as exc:
             raise self._google_error(exc, request, recorder.last) from exc
 
+    def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
+        parent = target.thread_id or str(target.raw.get("thread_id") or target.external_id)
+        body = {"snippet": {"parentId": parent, "textOriginal": text}}
+        response = self._as_channel(
+            lambda token: self.client.build_request(
+                "POST",
+                COMMENTS_URL,
+                params={"part": "snippet"},
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            ),
+            once=True,
+        )
+        comment = _object(response, self.name)
+        comment_id = comment.get("id")
+        if not isinstance(comment_id, str) or not comment_id:
+            raise PayloadError(
+                f"{self.name}: comments.insert answered without an id", uncertain=True
+            )
+        video = target.raw.get("video_id")
+        url = WATCH_URL.format(video=video, comment=comment_id) if video else target.url
+        return SentReply(external_id=comment_id, url=url)
+
+    def find_reply(
+        self, target: ReplyTarget, key: str, text: str | None = None
+    ) -> SentReply | None:
+        """The brand channel's reply in the thread (with `text`, when given), if any."""
+        parent = target.thread_id or str(target.raw.get("thread_id") or target.external_id)
+        mine = self._brand_channel()
+        response = self._as_channel(
+            lambda token: self.client.build_request(
+                "GET",
+                COMMENTS_URL,
+                params={
+                    "part": "snippet",
+                    "parentId": parent,
+                    "maxResults": "100",
+                    "textFormat": "plainText",
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        video = target.raw.get("video_id")
+        for item in _object(response, self.name).get("items") or []:
+            snippet = item.get("snippet") if isinstance(item, Mapping) else None
+            if not isinstance(snippet, Mapping):
+                continue
+            author = snippet.get("authorChannelId")
+            author_id = author.get("value") if isinstance(author, Mapping) else None
+            said = str(snippet.get("textOriginal") or snippet.get("textDisplay") or "")
+            if author_id == mine and (text is None or said.strip() == text.strip()):
+                comment_id = str(item.get("id"))
+                url = WATCH_URL.format(video=video, comment=comment_id) if video else None
+                return SentReply(external_id=comment_id, url=url, already_there=True)
+        return None
+
+    def _brand_channel(self) -> str:
+        """The brand's channel id: options.channel_id, else the token's own channel."""
+        configured = self.options.get("channel_id")
+        if isinstance(configured, str) and configured.strip():
+            return configured.strip()
+        if self._my_channel is None:
+            response = self._as_channel(
+                lambda token: self.client.build_request(
+                    "GET",
+                    CHANNELS_URL,
+                    params={"part": "id", "mine": "true"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
+            items = _object(response, self.name).get("items") or []
+            if not items or not isinstance(items[0], Mapping) or not items[0].get("id"):
+                raise AuthError(
+                    f"connectors[{self.name}].credentials.refresh_token belongs to a Google "
+                    "account without a YouTube channel; expected " + REPLY_SCOPE_HINT
+                )
+            self._my_channel = str(items[0]["id"])
+        return self._my_channel
+
+    def _as_channel(
+        self, build: Callable[[str], httpx.Request], *, once: bool = False
+    ) -> httpx.Response:
+        """Send as the brand channel; a refused access token is renewed and the call sent again."""
+        if self._google is None:
+            self._google = GoogleToken.refresh_token(
+                self.credentials["client_id"],
+                self.credentials["client_secret"],
+                self.credentials["refresh_token"],
+                where=f"connectors[{self.name}].credentials.refresh_token",
+            )
+        google = self._google
+
+        def plain(request: httpx.Request, *, idempotent: bool = True) -> httpx.Response:
+            return send(
+                self.client,
+                request,
+                policy=self.retry_policy,
+                sleep=self._sleep,
+                connector=self.name,
+                idempotent=idempotent,
+            )
+
+        for attempt in (1, 2):
+            request = build(google.get(plain, self.client))
+            try:
+                return plain(request, idempotent=not once)
+            except AuthError as exc:
+                if exc.status == 401 and attempt == 1:
+                    google.forget()  # refused before it acted: safe to send again
+                    continue
+                raise self._reply_error(exc) from exc
+            except PermanentError as exc:
+                raise self._reply_error(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _reply_error(self, exc: ConnectorError) -> ConnectorError:
+        reasons = _body_reasons(exc.body)
+        if "quotaExceeded" in reasons or "dailyLimitExceeded" in reasons:
+            return RateLimitedError(
+                f"{self.name}: the YouTube Data API daily quota is used up (a reply costs 50 "
+                "units); it resets at midnight Pacific time",
+                status=exc.status,
+                retry_after=_until_quota_reset(utcnow()),
+            )
+        if reasons & NOT_ALLOWED_REASONS or exc.status == 404:
+            why = ", ".join(sorted(reasons & NOT_ALLOWED_REASONS)) or "the comment is gone"
+            return ReplyNotAllowed(f"YouTube does not take a reply here ({why})", status=exc.status)
+        if isinstance(exc, AuthError):
+            return AuthError(
+                f"{exc}; connectors[{self.name}].credentials.refresh_token (with client_id and "
+                f"client_secret) was refused; expected {REPLY_SCOPE_HINT}",
+                status=exc.status,
+                body=exc.body,
+            )
+        return exc
+
     def _google_error(
         self, exc: ConnectorError, request: httpx.Request, response: httpx.Response | None
     ) -> ConnectorError:
@@ -316,6 +483,29 @@ class _Recorder:
     def send(self, request: httpx.Request) -> httpx.Response:
         self.last = self._client.send(request)
         return self.last
+
+
+def _body_reasons(body: str | None) -> set[str]:
+    """The reasons of a Google JSON error body kept on an error."""
+    try:
+        data = json.loads(body or "")
+    except ValueError:
+        return set()
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return set()
+    items = [*(error.get("errors") or []), *(error.get("details") or [])]
+    return {i["reason"] for i in items if isinstance(i, dict) and isinstance(i.get("reason"), str)}
+
+
+def _object(response: httpx.Response, name: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise PayloadError(f"{name}: YouTube did not return JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise PayloadError(f"{name}: YouTube returned a {type(body).__name__}, not an object")
+    return body
 
 
 def _reasons(response: httpx.Response | None) -> set[str]:

@@ -13,10 +13,17 @@ import pytest
 import respx
 
 import connectors.youtube
-from connectors.base import AuthError, PermanentError, RateLimitedError
+from connectors.base import (
+    AuthError,
+    PermanentError,
+    RateLimitedError,
+    ReplyNotAllowed,
+    SentReply,
+    TransientError,
+)
 from connectors.youtube import YouTubeConnector
 from triage.config import ConnectorSettings
-from triage.domain import Batch
+from triage.domain import Batch, ReplyTarget
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "youtube"
 API = "https://www.googleapis.com/youtube/v3/commentThreads"
@@ -308,3 +315,144 @@ def test_check_settings_wants_exactly_one_target_and_a_key() -> None:
     assert check(key, channel_id=CHANNEL, max_pages=0)[0].startswith(
         "connectors[yt].options.max_pages: 0 is not valid"
     )
+
+
+# --------------------------------------------------------------------------- replies
+
+COMMENTS = "https://www.googleapis.com/youtube/v3/comments"
+TOKEN_URL = "https://oauth2.googleapis.com/token"
+REPLY_TEXT = (
+    "Sorry about that! There is an outage in Riga since 05:40; "
+    "updates at https://status.kestrel.example"
+)
+REPLY_CREDENTIALS = {
+    "client_id": "1234.apps.googleusercontent.com",
+    "client_secret": "s3cr3t",
+    "refresh_token": "1//0gK3stre1",
+}
+
+
+def replying(**options: Any) -> YouTubeConnector:
+    settings = ConnectorSettings(
+        name="yt",
+        type="youtube",
+        options=options or {"channel_id": CHANNEL},
+        credentials={"api_key": KEY, **REPLY_CREDENTIALS},
+    )
+    return YouTubeConnector(settings, sleep=Sleeps())
+
+
+def outage_target() -> ReplyTarget:
+    return ReplyTarget(
+        external_id=T1,
+        platform="youtube",
+        thread_id=T1,
+        raw={"video_id": "q3Xv9KpTz0E", "thread_id": T1},
+    )
+
+
+def token(value: str = "ya29.a0Af") -> httpx.Response:
+    return httpx.Response(
+        200, json={"access_token": value, "expires_in": 3599, "token_type": "Bearer"}
+    )
+
+
+@respx.mock
+def test_reply_inserts_under_the_thread_as_the_channel() -> None:
+    grant = respx.post(TOKEN_URL).mock(return_value=token())
+    insert = respx.post(COMMENTS).mock(return_value=ok("comment_inserted.json"))
+    sent = replying().reply(outage_target(), REPLY_TEXT, key="mention-3")
+
+    reply_id = "UgzQ7m3vR1bT8hXk2pN4AaABAg.9zKb3xQmW1r9zKb4Lq2sT8"
+    assert sent == SentReply(
+        external_id=reply_id, url=f"https://www.youtube.com/watch?v=q3Xv9KpTz0E&lc={reply_id}"
+    )
+    request = insert.calls[0].request
+    assert params(request) == {"part": "snippet"}
+    assert request.headers["Authorization"] == "Bearer ya29.a0Af"
+    assert json.loads(request.content) == {"snippet": {"parentId": T1, "textOriginal": REPLY_TEXT}}
+    assert grant.call_count == 1
+
+
+def test_reply_needs_the_oauth_credentials_and_says_which() -> None:
+    with pytest.raises(ReplyNotAllowed, match=r"credentials\.client_id and .*refresh_token"):
+        connector().reply(outage_target(), "hi", key="k")
+
+
+@respx.mock
+def test_an_expired_access_token_is_renewed_once() -> None:
+    respx.post(TOKEN_URL).mock(side_effect=[token("old"), token("new")])
+    insert = respx.post(COMMENTS).mock(
+        side_effect=[
+            httpx.Response(401, json={"error": {"code": 401}}),
+            ok("comment_inserted.json"),
+        ]
+    )
+    replying().reply(outage_target(), "Thanks!", key="k")
+    assert [c.request.headers["Authorization"] for c in insert.calls] == [
+        "Bearer old",
+        "Bearer new",
+    ]
+
+
+@respx.mock
+def test_comments_disabled_and_quota_are_explained() -> None:
+    respx.post(TOKEN_URL).mock(return_value=token())
+    respx.post(COMMENTS).mock(
+        side_effect=[
+            httpx.Response(403, json=load("error_comments_disabled.json")),
+            httpx.Response(403, json=load("error_quota_exceeded.json")),
+        ]
+    )
+    with pytest.raises(ReplyNotAllowed, match="commentsDisabled"):
+        replying().reply(outage_target(), "hi", key="k")
+    with pytest.raises(RateLimitedError, match="a reply costs 50 units") as quota:
+        replying().reply(outage_target(), "hi", key="k")
+    assert quota.value.retry_after and quota.value.retry_after > 0
+
+
+@respx.mock
+def test_a_5xx_on_insert_is_uncertain_and_find_reply_finds_the_channels_reply() -> None:
+    respx.post(TOKEN_URL).mock(return_value=token())
+    insert = respx.post(COMMENTS).mock(return_value=httpx.Response(503))
+    with pytest.raises(TransientError) as raised:
+        replying().reply(outage_target(), REPLY_TEXT, key="k")
+    assert raised.value.uncertain and insert.call_count == 1
+
+    other = {**load("comment_inserted.json"), "id": "someone-else"}
+    other["snippet"] = {**other["snippet"], "authorChannelId": {"value": "UCsomeoneElse"}}
+    listing = respx.get(COMMENTS).mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "kind": "youtube#commentListResponse",
+                "items": [other, load("comment_inserted.json")],
+            },
+        )
+    )
+    found = replying().find_reply(outage_target(), "k", text=REPLY_TEXT)
+    assert found is not None and found.already_there
+    assert found.external_id.endswith("9zKb4Lq2sT8")
+    assert params(listing.calls[0].request) == {
+        "part": "snippet",
+        "parentId": T1,
+        "maxResults": "100",
+        "textFormat": "plainText",
+    }
+    assert replying().find_reply(outage_target(), "k", text="another text") is None
+
+
+@respx.mock
+def test_without_a_channel_id_the_tokens_own_channel_is_the_brand() -> None:
+    respx.post(TOKEN_URL).mock(return_value=token())
+    mine = respx.get("https://www.googleapis.com/youtube/v3/channels").mock(
+        return_value=httpx.Response(
+            200, json={"items": [{"kind": "youtube#channel", "id": CHANNEL}]}
+        )
+    )
+    respx.get(COMMENTS).mock(
+        return_value=httpx.Response(200, json={"items": [load("comment_inserted.json")]})
+    )
+    found = replying(video_ids=["q3Xv9KpTz0E"]).find_reply(outage_target(), "k")
+    assert found is not None
+    assert params(mine.calls[0].request) == {"part": "id", "mine": "true"}
