@@ -11,6 +11,7 @@ import httpx
 from connectors.base import Connector
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
+from connectors.googleplay import GooglePlayConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
@@ -31,6 +32,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     XConnector,
     YouTubeConnector,
     WebhookConnector,
+    GooglePlayConnector,
 )
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
+from connectors.googleplay import GooglePlayConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
@@ -28,6 +29,7 @@ def test_known_types() -> None:
         "x": XConnector,
         "youtube": YouTubeConnector,
         "webhook": WebhookConnector,
+        "googleplay": GooglePlayConnector,
     }
 
 
@@ -47,7 +49,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
         build_connector(ConnectorSettings(name="tw", type="twitter"))
     assert caught.value.problems == [
         "connectors[tw].type: unknown connector type 'twitter'; "
-        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+        "expected one of bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
     ]
 
 
@@ -74,6 +76,6 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
         "connectors[imports].queries: file connectors do not use queries; "
         "remove them; the source itself decides which mentions arrive",
         "connectors[old].type: unknown connector type 'myspace'; "
-        "expected one of bluesky, file, hackernews, mastodon, reddit, rss, webhook, x, youtube",
+        "expected one of bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube",
     ]
     assert check_connectors(default_settings().connectors) == []
