@@ -17,6 +17,8 @@ from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
+KNOWN = "bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+
 
 def test_known_types() -> None:
     assert connector_types() == {
@@ -48,8 +50,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         build_connector(ConnectorSettings(name="tw", type="twitter"))
     assert caught.value.problems == [
-        "connectors[tw].type: unknown connector type 'twitter'; "
-        "expected one of bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+        f"connectors[tw].type: unknown connector type 'twitter'; expected one of {KNOWN}"
     ]
 
 
@@ -75,7 +76,6 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
         "expected the path of a .jsonl or .csv file",
         "connectors[imports].queries: file connectors do not use queries; "
         "remove them; the source itself decides which mentions arrive",
-        "connectors[old].type: unknown connector type 'myspace'; "
-        "expected one of bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube",
+        f"connectors[old].type: unknown connector type 'myspace'; expected one of {KNOWN}",
     ]
     assert check_connectors(default_settings().connectors) == []
