@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from connectors.appstore import AppStoreConnector
 from connectors.base import Connector
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
@@ -33,6 +34,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     YouTubeConnector,
     WebhookConnector,
     GooglePlayConnector,
+    AppStoreConnector,
 )
 
 

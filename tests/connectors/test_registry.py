@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.appstore import AppStoreConnector
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
 from connectors.googleplay import GooglePlayConnector
@@ -17,7 +18,9 @@ from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
-KNOWN = "bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+KNOWN = (
+    "appstore, bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+)
 
 
 def test_known_types() -> None:
@@ -32,6 +35,7 @@ def test_known_types() -> None:
         "youtube": YouTubeConnector,
         "webhook": WebhookConnector,
         "googleplay": GooglePlayConnector,
+        "appstore": AppStoreConnector,
     }
 
 
