@@ -17,6 +17,7 @@ from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
 from connectors.rss import RssConnector
+from connectors.trustpilot import TrustpilotConnector
 from connectors.webhook import WebhookConnector
 from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
@@ -35,6 +36,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     WebhookConnector,
     GooglePlayConnector,
     AppStoreConnector,
+    TrustpilotConnector,
 )
 
 

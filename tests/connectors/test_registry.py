@@ -13,13 +13,15 @@ from connectors.mastodon import MastodonConnector
 from connectors.reddit import RedditConnector
 from connectors.registry import build_connector, check_connectors, connector_types
 from connectors.rss import RssConnector
+from connectors.trustpilot import TrustpilotConnector
 from connectors.webhook import WebhookConnector
 from connectors.x import XConnector
 from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
 KNOWN = (
-    "appstore, bluesky, file, googleplay, hackernews, mastodon, reddit, rss, webhook, x, youtube"
+    "appstore, bluesky, file, googleplay, hackernews, mastodon, reddit, rss, trustpilot, webhook, "
+    "x, youtube"
 )
 
 
@@ -36,6 +38,7 @@ def test_known_types() -> None:
         "webhook": WebhookConnector,
         "googleplay": GooglePlayConnector,
         "appstore": AppStoreConnector,
+        "trustpilot": TrustpilotConnector,
     }
 
 
