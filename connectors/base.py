@@ -258,9 +258,7 @@ class Connector:
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send through the shared retry policy; errors name this connector."""
-        return send(
-            self.client, request, policy=self.retry_policy, sleep=self._sleep, connector=self.name
-        )
+        return self.send_plain(request)
 
     def reply_unavailable(self) -> str | None:
         """Why this connector cannot reply, in words for the agent; None when it can."""
@@ -320,13 +318,17 @@ class Connector:
 
     def send_once(self, request: httpx.Request) -> httpx.Response:
         """Send a request that must not be repeated blindly (posting a reply)."""
+        return self.send_plain(request, idempotent=False)
+
+    def send_plain(self, request: httpx.Request, *, idempotent: bool = True) -> httpx.Response:
+        """The shared retry policy without a subclass's own error wording."""
         return send(
             self.client,
             request,
             policy=self.retry_policy,
             sleep=self._sleep,
             connector=self.name,
-            idempotent=False,
+            idempotent=idempotent,
         )
 
     def map_items(

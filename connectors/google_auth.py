@@ -144,6 +144,38 @@ class GoogleToken:
         self._expires_at = 0.0
 
 
+class GoogleCaller:
+    """Calls a Google API as one identity; a refused (401) token is renewed and sent once more.
+
+    A 401 means Google did nothing, so the second try is safe even for a reply.
+    """
+
+    def __init__(
+        self,
+        token: GoogleToken,
+        client: httpx.Client,
+        send: Callable[..., httpx.Response],
+    ):
+        self.token = token
+        self._client = client
+        self._send = send  # Connector.send_plain: (request, *, idempotent) -> response
+
+    def call(self, method: str, url: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send `method url` with a bearer token; `once` for requests that must not repeat."""
+        extra = kwargs.pop("headers", None) or {}
+        for attempt in (1, 2):
+            access = self.token.get(self._send, self._client)
+            headers = {**extra, "Authorization": f"Bearer {access}"}
+            request = self._client.build_request(method, url, headers=headers, **kwargs)
+            try:
+                return self._send(request, idempotent=not once)
+            except AuthError as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+                self.token.forget()
+        raise AuthError(f"Google refused a fresh access token for {url}")
+
+
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()

@@ -40,11 +40,10 @@ from connectors.base import (
     ReplyNotAllowed,
     SentReply,
 )
-from connectors.google_auth import GoogleToken, ServiceAccount
+from connectors.google_auth import GoogleCaller, GoogleToken, ServiceAccount
 from connectors.reply import ReplyRules
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
-from triage.http import send
 
 API = "https://androidpublisher.googleapis.com/androidpublisher/v3/applications/{package}/reviews"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
@@ -74,7 +73,7 @@ class GooglePlayConnector(Connector):
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
         super().__init__(settings, **kwargs)
-        self._token: GoogleToken | None = None
+        self._caller: GoogleCaller | None = None
 
     @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
@@ -197,48 +196,24 @@ class GooglePlayConnector(Connector):
         return SentReply(external_id=review_id, url=target.url, already_there=True)
 
     def _call(self, method: str, url: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
-        """An authorised call; a refused access token is renewed once (nothing was done)."""
-        token = self._google()
-        for attempt in (1, 2):
-            request = self.client.build_request(
-                method,
-                url,
-                headers={"Authorization": f"Bearer {token.get(self._plain, self.client)}"},
-                **kwargs,
-            )
-            try:
-                return self._plain(request, idempotent=not once)
-            except AuthError as exc:
-                if exc.status == 401 and attempt == 1:
-                    token.forget()
-                    continue
-                raise AuthError(
-                    f"{exc}; connectors[{self.name}].credentials.service_account_json was "
-                    f"refused for {self.package}: invite the service account in Play Console "
-                    "(Users and permissions) with Reply to reviews",
-                    status=exc.status,
-                    body=exc.body,
-                ) from exc
-        raise AuthError(f"{self.name}: Google refused a fresh access token")
-
-    def _plain(self, request: httpx.Request, *, idempotent: bool = True) -> httpx.Response:
-        return send(
-            self.client,
-            request,
-            policy=self.retry_policy,
-            sleep=self._sleep,
-            connector=self.name,
-            idempotent=idempotent,
-        )
-
-    def _google(self) -> GoogleToken:
-        if self._token is None:
+        """A call as the service account; a refusal says how to give it access."""
+        if self._caller is None:
             where = f"connectors[{self.name}].credentials.service_account_json"
             account = ServiceAccount.from_json(
                 _key_text(self.credentials["service_account_json"], where), where=where
             )
-            self._token = GoogleToken.service_account(account, SCOPE, where=where)
-        return self._token
+            token = GoogleToken.service_account(account, SCOPE, where=where)
+            self._caller = GoogleCaller(token, self.client, self.send_plain)
+        try:
+            return self._caller.call(method, url, once=once, **kwargs)
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc}; connectors[{self.name}].credentials.service_account_json was "
+                f"refused for {self.package}: invite the service account in Play Console "
+                "(Users and permissions) with Reply to reviews",
+                status=exc.status,
+                body=exc.body,
+            ) from exc
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:

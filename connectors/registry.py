@@ -12,6 +12,7 @@ from connectors.appstore import AppStoreConnector
 from connectors.base import Connector
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
+from connectors.google_business import GoogleBusinessConnector
 from connectors.googleplay import GooglePlayConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
@@ -37,6 +38,7 @@ _CONNECTORS: tuple[type[Connector], ...] = (
     GooglePlayConnector,
     AppStoreConnector,
     TrustpilotConnector,
+    GoogleBusinessConnector,
 )
 
 

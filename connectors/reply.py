@@ -26,6 +26,7 @@ class LengthUnit(StrEnum):
     GRAPHEMES = "graphemes"  # what a reader sees as one character (Bluesky)
     X_WEIGHTED = "x-weighted"  # X: links 23, most scripts 1, CJK and emoji 2
     MASTODON = "mastodon"  # code points; links 23, @user@domain counts as @user
+    UTF8_BYTES = "utf8-bytes"  # Google Business Profile: bytes of the UTF-8 text
 
     @property
     def label(self) -> str:
@@ -35,6 +36,7 @@ class LengthUnit(StrEnum):
             LengthUnit.GRAPHEMES: "characters (an emoji counts once)",
             LengthUnit.X_WEIGHTED: "characters as X counts them (links 23, emoji and CJK 2)",
             LengthUnit.MASTODON: "characters as Mastodon counts them (links 23)",
+            LengthUnit.UTF8_BYTES: "bytes (an accented letter counts 2, an emoji 4)",
         }[self]
 
 
@@ -82,6 +84,8 @@ def measure(text: str, unit: LengthUnit) -> int:
     """The length of `text` in `unit`."""
     if unit is LengthUnit.GRAPHEMES:
         return len(_GRAPHEME.findall(text))
+    if unit is LengthUnit.UTF8_BYTES:
+        return len(text.encode("utf-8"))
     if unit is LengthUnit.MASTODON:
         shortened = _MASTODON_MENTION.sub(r"\1", text)
         links = _URL.findall(shortened)

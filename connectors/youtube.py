@@ -35,7 +35,7 @@ cursor are not seen, since order=time sorts threads by their top-level comment.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 
@@ -52,7 +52,7 @@ from connectors.base import (
     ReplyNotAllowed,
     SentReply,
 )
-from connectors.google_auth import GoogleToken
+from connectors.google_auth import GoogleCaller, GoogleToken
 from connectors.reply import ReplyRules
 from triage.clock import utcnow
 from triage.config import ConnectorSettings
@@ -113,7 +113,7 @@ class YouTubeConnector(Connector):
         max_length=10_000, note="the reply goes under the thread's first comment"
     )
     reply_credentials = ("client_id", "client_secret", "refresh_token")
-    _google: GoogleToken | None = None
+    _caller: GoogleCaller | None = None
     _my_channel: str | None = None
     uses_queries = False
     default_interval = 30 * 60.0
@@ -251,14 +251,7 @@ class YouTubeConnector(Connector):
         parent = target.thread_id or str(target.raw.get("thread_id") or target.external_id)
         body = {"snippet": {"parentId": parent, "textOriginal": text}}
         response = self._as_channel(
-            lambda token: self.client.build_request(
-                "POST",
-                COMMENTS_URL,
-                params={"part": "snippet"},
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            ),
-            once=True,
+            "POST", COMMENTS_URL, params={"part": "snippet"}, json=body, once=True
         )
         comment = _object(response, self.name)
         comment_id = comment.get("id")
@@ -277,17 +270,14 @@ class YouTubeConnector(Connector):
         parent = target.thread_id or str(target.raw.get("thread_id") or target.external_id)
         mine = self._brand_channel()
         response = self._as_channel(
-            lambda token: self.client.build_request(
-                "GET",
-                COMMENTS_URL,
-                params={
-                    "part": "snippet",
-                    "parentId": parent,
-                    "maxResults": "100",
-                    "textFormat": "plainText",
-                },
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            "GET",
+            COMMENTS_URL,
+            params={
+                "part": "snippet",
+                "parentId": parent,
+                "maxResults": "100",
+                "textFormat": "plainText",
+            },
         )
         video = target.raw.get("video_id")
         for item in _object(response, self.name).get("items") or []:
@@ -309,14 +299,7 @@ class YouTubeConnector(Connector):
         if isinstance(configured, str) and configured.strip():
             return configured.strip()
         if self._my_channel is None:
-            response = self._as_channel(
-                lambda token: self.client.build_request(
-                    "GET",
-                    CHANNELS_URL,
-                    params={"part": "id", "mine": "true"},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            )
+            response = self._as_channel("GET", CHANNELS_URL, params={"part": "id", "mine": "true"})
             items = _object(response, self.name).get("items") or []
             if not items or not isinstance(items[0], Mapping) or not items[0].get("id"):
                 raise AuthError(
@@ -327,40 +310,21 @@ class YouTubeConnector(Connector):
         return self._my_channel
 
     def _as_channel(
-        self, build: Callable[[str], httpx.Request], *, once: bool = False
+        self, method: str, url: str, *, once: bool = False, **kwargs: Any
     ) -> httpx.Response:
-        """Send as the brand channel; a refused access token is renewed and the call sent again."""
-        if self._google is None:
-            self._google = GoogleToken.refresh_token(
+        """A call as the brand channel's Google account (a refused token is renewed once)."""
+        if self._caller is None:
+            token = GoogleToken.refresh_token(
                 self.credentials["client_id"],
                 self.credentials["client_secret"],
                 self.credentials["refresh_token"],
                 where=f"connectors[{self.name}].credentials.refresh_token",
             )
-        google = self._google
-
-        def plain(request: httpx.Request, *, idempotent: bool = True) -> httpx.Response:
-            return send(
-                self.client,
-                request,
-                policy=self.retry_policy,
-                sleep=self._sleep,
-                connector=self.name,
-                idempotent=idempotent,
-            )
-
-        for attempt in (1, 2):
-            request = build(google.get(plain, self.client))
-            try:
-                return plain(request, idempotent=not once)
-            except AuthError as exc:
-                if exc.status == 401 and attempt == 1:
-                    google.forget()  # refused before it acted: safe to send again
-                    continue
-                raise self._reply_error(exc) from exc
-            except PermanentError as exc:
-                raise self._reply_error(exc) from exc
-        raise AssertionError("unreachable")
+            self._caller = GoogleCaller(token, self.client, self.send_plain)
+        try:
+            return self._caller.call(method, url, once=once, **kwargs)
+        except (AuthError, PermanentError) as exc:
+            raise self._reply_error(exc) from exc
 
     def _reply_error(self, exc: ConnectorError) -> ConnectorError:
         reasons = _body_reasons(exc.body)

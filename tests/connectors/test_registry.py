@@ -7,6 +7,7 @@ import pytest
 from connectors.appstore import AppStoreConnector
 from connectors.bluesky import BlueskyConnector
 from connectors.file import FileConnector
+from connectors.google_business import GoogleBusinessConnector
 from connectors.googleplay import GooglePlayConnector
 from connectors.hackernews import HackerNewsConnector
 from connectors.mastodon import MastodonConnector
@@ -20,8 +21,8 @@ from connectors.youtube import YouTubeConnector
 from triage.config import ConfigError, ConnectorSettings, default_settings
 
 KNOWN = (
-    "appstore, bluesky, file, googleplay, hackernews, mastodon, reddit, rss, trustpilot, webhook, "
-    "x, youtube"
+    "appstore, bluesky, file, google_business, googleplay, hackernews, mastodon, reddit, rss, "
+    "trustpilot, webhook, x, youtube"
 )
 
 
@@ -39,6 +40,7 @@ def test_known_types() -> None:
         "googleplay": GooglePlayConnector,
         "appstore": AppStoreConnector,
         "trustpilot": TrustpilotConnector,
+        "google_business": GoogleBusinessConnector,
     }
 
 

@@ -28,6 +28,7 @@ TARGET = ReplyTarget(external_id="42", platform="demo")
         ("ok 👍🏽", LengthUnit.X_WEIGHTED, 5),  # emoji sequence weighs 2
         ("see https://example.com/a/very/long/path/indeed", LengthUnit.X_WEIGHTED, 4 + 23),
         ("@ana@mastodon.social hi", LengthUnit.MASTODON, len("@ana hi")),
+        ("Dziękujemy 👍", LengthUnit.UTF8_BYTES, 10 + 1 + 1 + 4),
         ("status: https://status.kestrel.example/incidents/123", LengthUnit.MASTODON, 8 + 23),
     ],
 )
