@@ -238,6 +238,25 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
         ConnectorSettings(
             name="yt", type="youtube", options={"video_ids": ["abc"]}, credentials={"api_key": "k"}
         ),
+        ConnectorSettings(name="ios", type="appstore", options={"app_id": "1451234567"}),
+        ConnectorSettings(
+            name="play",
+            type="googleplay",
+            options={"package_name": "com.kestrel.mobile"},
+            credentials={"service_account_json": _service_account()},
+        ),
+        ConnectorSettings(
+            name="tp",
+            type="trustpilot",
+            options={"business_unit_id": "5f3a1b2c4d5e6f0012345678"},
+            credentials={"api_key": "k"},
+        ),
+        ConnectorSettings(
+            name="gbp",
+            type="google_business",
+            options={"account_id": "1", "location_ids": ["2"]},
+            credentials={"client_id": "c", "client_secret": "s", "refresh_token": "r"},
+        ),
     )
     hn_first = json.loads((FIXTURES / "hackernews" / "search_page0.json").read_text("utf-8"))
     hn_first["nbPages"] = 1
@@ -275,12 +294,48 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
         respx.post("https://bsky.social/xrpc/com.atproto.server.createSession").mock(
             return_value=httpx.Response(200, json=_fixture("bluesky/session.json"))
         )
+        feed = "https://itunes.apple.com/us/rss/customerreviews/page={}/id=1451234567/sortby=mostrecent/json"
+        respx.get(feed.format(1)).mock(
+            return_value=httpx.Response(200, json=_fixture("appstore/feed_us.json"))
+        )
+        respx.get(feed.format(2)).mock(
+            return_value=httpx.Response(200, json=_fixture("appstore/feed_empty.json"))
+        )
+        respx.post("https://oauth2.googleapis.com/token").mock(
+            return_value=httpx.Response(200, json={"access_token": "ya29", "expires_in": 3599})
+        )
+        respx.get(
+            "https://androidpublisher.googleapis.com/androidpublisher/v3/applications/"
+            "com.kestrel.mobile/reviews"
+        ).mock(return_value=httpx.Response(200, json=_fixture("googleplay/reviews_page2.json")))
+        respx.get(url__startswith="https://api.trustpilot.com/v1/business-units/").mock(
+            return_value=httpx.Response(200, json=_fixture("trustpilot/reviews_page2.json"))
+        )
+        respx.get("https://mybusiness.googleapis.com/v4/accounts/1/locations/2/reviews").mock(
+            return_value=httpx.Response(200, json=_fixture("google_business/reviews_page2.json"))
+        )
         run = pipeline.run_once()
-    sources = ("imports", "alerts", "hn", "fedi", "rd", "sky", "tw", "yt")
+    sources = (
+        *("imports", "alerts", "hn", "fedi", "rd", "sky", "tw", "yt"),
+        *("ios", "play", "tp", "gbp"),
+    )
     assert {i.connector: i.error for i in run.ingests} == dict.fromkeys(sources)
     with session_scope(pipeline.engine) as session:
         analyzed = session.exec(select(Mention.source, Analysis.priority).join(Analysis)).all()
     assert {source for source, _priority in analyzed} == set(sources)
+
+
+def _service_account() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps(
+        {"client_email": "triage@kestrel.iam.gserviceaccount.com", "private_key": pem}
+    )
 
 
 def _fixture(name: str) -> dict:
