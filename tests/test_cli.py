@@ -66,7 +66,7 @@ def test_check_config_accepts_the_example(tmp_path):
         "check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "OK (9 connectors, 4 enabled" in result.stdout
+    assert "OK (14 connectors, 4 enabled" in result.stdout
 
 
 @pytest.mark.model

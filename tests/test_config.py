@@ -124,9 +124,35 @@ def test_defaults_need_no_file_and_use_the_bundled_sample(tmp_path, monkeypatch)
     assert Path(sample.options["path"]).name == "mentions.jsonl"
 
 
+def _realistic_secrets() -> dict[str, str]:
+    """Values shaped like the real ones, for the secrets whose shape the connectors check."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    def pem(key) -> str:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {
+        "ASC_PRIVATE_KEY": pem(ec.generate_private_key(ec.SECP256R1())),
+        "GOOGLE_PLAY_SERVICE_ACCOUNT": json.dumps(
+            {"client_email": "triage@kestrel.iam.gserviceaccount.com", "private_key": pem(rsa_key)}
+        ),
+        "ZAPIER_WEBHOOK_SECRET": "3f9a1c0b7d2e4f60a8b5c6d7e8f90123",
+        "REDDIT_USERNAME": "kestrel_care",
+    }
+
+
 def test_example_config_is_valid_and_holds_no_literal_secrets():
     text = EXAMPLE.read_text(encoding="utf-8")
     env = {name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}", text)}
+    env.update(_realistic_secrets())
     settings = load_settings(EXAMPLE, env=env)
     assert settings.connectors
     # Every example, enabled or not, is a working block for its connector type.
