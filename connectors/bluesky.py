@@ -13,7 +13,12 @@ Results arrive newest first, so a query's mark moves only when its walk finishes
 before that carries the cursor unchanged, and a crash mid-walk re-reads the same pages next run.
 A walk cut short by `options.max_pages` does not move the mark either. The first run of a query
 looks back FIRST_RUN_LOOKBACK. Rate limits: Bluesky sends RateLimit-Remaining/-Reset (epoch
-seconds), which triage.http reads for a 429. Mention notifications are not read yet.
+seconds), which triage.http reads for a 429.
+
+Notifications (`options.notifications`, on by default): `app.bsky.notification.listNotifications`
+with reasons mention, reply and quote: posts that address the brand without matching a query.
+They have their own mark in the cursor, move it the same crash-safe way, and a post found both
+ways is stored once (its uri is the id).
 
 Replies: `com.atproto.repo.createRecord` on the account's repo, an `app.bsky.feed.post` whose
 `reply` cites the thread's root and the mention itself as parent (uri and cid, as stored with the
@@ -29,6 +34,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -53,6 +59,10 @@ DEFAULT_SERVICE = "https://bsky.social"
 CREATE_SESSION = "/xrpc/com.atproto.server.createSession"
 REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
 SEARCH_POSTS = "/xrpc/app.bsky.feed.searchPosts"
+LIST_NOTIFICATIONS = "/xrpc/app.bsky.notification.listNotifications"
+NOTIFICATION_REASONS = ("mention", "reply", "quote")
+# The notifications' mark in the cursor; queries are stripped, so none starts with a space.
+NOTIFICATIONS_KEY = " notifications"
 CREATE_RECORD = "/xrpc/com.atproto.repo.createRecord"
 GET_RECORD = "/xrpc/com.atproto.repo.getRecord"
 POST_COLLECTION = "app.bsky.feed.post"
@@ -73,12 +83,14 @@ class BlueskyConnector(Connector):
     type = "bluesky"
     requires_queries = True
     platform = "bluesky"
-    optional_options = ("service",)
+    optional_options = ("service", "notifications")
     required_credentials = ("identifier", "app_password")
     expected: ClassVar[Mapping[str, str]] = {
         "service": "the https:// address of the account's PDS or entryway, e.g. https://bsky.social",
         "identifier": "the account's handle, e.g. kestrel.bsky.social",
         "app_password": "an app password of the account (Settings > App passwords)",
+        "notifications": "true (default) to also read mentions, replies and quotes of the "
+        "account, or false",
     }
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
         max_length=300, unit=LengthUnit.GRAPHEMES, note="links in the reply become clickable"
@@ -186,8 +198,56 @@ class BlueskyConnector(Connector):
         for query in self.queries:
             since = _parse_time(saved[query]) if isinstance(saved.get(query), str) else None
             state[query] = _iso(since or utcnow() - FIRST_RUN_LOOKBACK)
+        if self.options.get("notifications", True) is not False:
+            mark = _parse_time(saved.get(NOTIFICATIONS_KEY))
+            state[NOTIFICATIONS_KEY] = _iso(mark or utcnow() - FIRST_RUN_LOOKBACK)
         for query in self.queries:
             yield from self._query_pages(query, state)
+        if NOTIFICATIONS_KEY in state:
+            yield from self._notification_pages(state)
+
+    def _notification_pages(self, state: dict[str, str]) -> Iterator[Page]:
+        """Mentions, replies and quotes of the brand account, newest first, down to the mark."""
+        since = _parse_time(state[NOTIFICATIONS_KEY])
+        newest = since
+        token: str | None = None
+        for _ in range(self.max_pages):
+            params: list[tuple[str, str]] = [("limit", str(PAGE_SIZE))]
+            params += [("reasons", reason) for reason in NOTIFICATION_REASONS]
+            if token:
+                params.append(("cursor", token))
+            body = _json_object(self._get(LIST_NOTIFICATIONS, params), self.name)
+            notes = body.get("notifications")
+            if not isinstance(notes, list):
+                raise PayloadError(f"{self.name}: listNotifications returned no list")
+            fresh = [
+                n
+                for n in notes
+                if isinstance(n, Mapping)
+                and n.get("reason") in NOTIFICATION_REASONS
+                and _sort_key(_parse_time(n.get("indexedAt"))) > _sort_key(since)
+            ]
+            mentions = self.map_items(fresh, self._notification_mention, label=_label)
+            newest = max([newest, *(_parse_time(n.get("indexedAt")) for n in fresh)], key=_sort_key)
+            next_token = body.get("cursor") if isinstance(body.get("cursor"), str) else None
+            reached = any(
+                _sort_key(_parse_time(n.get("indexedAt"))) <= _sort_key(since)
+                for n in notes
+                if isinstance(n, Mapping)
+            )
+            done = not notes or not next_token or next_token == token or reached
+            if done:
+                state[NOTIFICATIONS_KEY] = _iso(min(_sort_key(newest), utcnow()))
+            yield Page(items=mentions, cursor=self.dump_cursor(state))
+            if done:
+                return
+            token = next_token
+
+    def _notification_mention(self, note: Mapping[str, Any]) -> NewMention:
+        """A notification carries the post's uri, cid, author and record, as a search hit does."""
+        post = {key: note.get(key) for key in ("uri", "cid", "author", "record", "indexedAt")}
+        mention = self._mention(post)
+        return replace(mention, raw={**mention.raw, "reason": note.get("reason")})
 
     def _query_pages(self, query: str, state: dict[str, str]) -> Iterator[Page]:
         since = state[query]
@@ -218,7 +278,7 @@ class BlueskyConnector(Connector):
             self.max_pages,
         )
 
-    def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+    def _get(self, path: str, params: Mapping[str, str] | list[tuple[str, str]]) -> httpx.Response:
         """An authenticated GET; an expired access token is refreshed (or re-created) once."""
         if self._access is None:
             self._create_session()

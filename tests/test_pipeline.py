@@ -291,6 +291,9 @@ def test_a_mention_from_each_source_flows_through_the_pipeline(tmp_path, pipelin
         respx.post("https://www.reddit.com/api/v1/access_token").mock(
             return_value=httpx.Response(200, json=_fixture("reddit/token.json"))
         )
+        respx.get("https://bsky.social/xrpc/app.bsky.notification.listNotifications").mock(
+            return_value=httpx.Response(200, json=_fixture("bluesky/notifications_page1.json"))
+        )
         respx.post("https://bsky.social/xrpc/com.atproto.server.createSession").mock(
             return_value=httpx.Response(200, json=_fixture("bluesky/session.json"))
         )

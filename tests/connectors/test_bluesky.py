@@ -60,7 +60,7 @@ def connector(
         name="sky",
         type="bluesky",
         queries=queries or ["kestrel"],
-        options=options,
+        options={"notifications": False, **options},
         credentials={"identifier": "kestrel.bsky.social", "app_password": PASSWORD},
     )
     return BlueskyConnector(settings, sleep=sleep if sleep is not None else Sleeps())
@@ -541,3 +541,50 @@ def test_over_300_graphemes_sends_nothing_and_a_5xx_is_uncertain() -> None:
     with pytest.raises(TransientError) as raised:
         connector().reply(outage, "Hi", key=KEY)
     assert raised.value.uncertain and route.call_count == 1
+
+
+# --------------------------------------------------------------------------- notifications
+
+NOTIFICATIONS = f"{SERVICE}/xrpc/app.bsky.notification.listNotifications"
+
+
+@respx.mock
+def test_notifications_bring_mentions_that_match_no_query(caplog) -> None:
+    logged_in()
+    respx.get(SEARCH).mock(return_value=httpx.Response(200, json=END))
+    notes = respx.get(NOTIFICATIONS).mock(
+        side_effect=[
+            httpx.Response(200, json=load("notifications_page1.json")),
+            httpx.Response(200, json={"notifications": []}),
+        ]
+    )
+    batches = list(connector(notifications=True).fetch(None))
+    mentions = [m for b in batches for m in b.mentions]
+
+    [mention] = mentions
+    assert mention.external_id.endswith("/3ljf2xq4nbs2a")
+    assert mention.text == "@kestrel.bsky.social kāpēc man divreiz noņēma naudu?"
+    assert mention.author_handle == "@marija.bsky.social" and mention.raw["reason"] == "mention"
+    assert mention.raw["cid"].startswith("bafyreidn3")  # a reply needs it
+    assert "skipped post uri='at://did:plc:t0masx4y5z6a7b8c9d0e1f2g" in caplog.text
+    request = notes.calls[0].request
+    assert request.url.params.get_list("reasons") == ["mention", "reply", "quote"]
+    assert request.url.params["limit"] == "100"
+    assert notes.calls[1].request.url.params["cursor"] == "2025-03-04T07:30:01.000Z"
+    saved = json.loads(batches[-1].cursor)
+    assert saved[" notifications"] == "2025-03-04T07:55:02.112Z"
+    # Page one kept the first-run mark: a crash there re-reads instead of skipping.
+    assert json.loads(batches[-2].cursor)[" notifications"] == FIRST_SINCE
+
+
+@respx.mock
+def test_the_next_run_reads_notifications_only_down_to_the_mark() -> None:
+    logged_in()
+    respx.get(SEARCH).mock(return_value=httpx.Response(200, json=END))
+    notes = respx.get(NOTIFICATIONS).mock(
+        return_value=httpx.Response(200, json=load("notifications_page1.json"))
+    )
+    cursor = json.dumps({"kestrel": NEWEST, " notifications": "2025-03-04T07:55:02.112Z"})
+    batches = list(connector(notifications=True).fetch(cursor))
+    assert [m for b in batches for m in b.mentions] == []
+    assert notes.call_count == 1
