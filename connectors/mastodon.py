@@ -23,7 +23,13 @@ account that busy.
 
 Rate limits: Mastodon sends `X-RateLimit-Limit/-Remaining/-Reset` (reset as an ISO timestamp);
 triage.http's RATE_LIMIT_HEADERS reads them (and Retry-After) for a 429, and this connector logs
-when few calls are left. Hashtag timelines are not read yet.
+when few calls are left.
+
+Hashtags (`options.hashtags`): each tag's public timeline, `GET {instance}/api/v1/timelines/tag/
+{tag}` with since_id and Link-header paging, after the notifications. Each tag has its own mark
+in the cursor (`{"since_id": ..., "tags": {tag: id}}`) that moves only when the tag's walk ends.
+The instance's federated view decides what a tag shows: posts from servers it does not know
+are missing.
 
 Replies: `POST {instance}/api/v1/statuses` with `status`, `in_reply_to_id` and an
 `Idempotency-Key` header (the reply's key): Mastodon keeps the key for an hour and answers a
@@ -38,11 +44,11 @@ or direct mention, so a private conversation stays private, and is public otherw
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -63,6 +69,7 @@ from triage.domain import NewMention, ReplyTarget
 PAGE_SIZE = 40
 NOTIFICATIONS_PATH = "/api/v1/notifications"
 STATUSES_PATH = "/api/v1/statuses"
+TAG_PATH = "/api/v1/timelines/tag/"
 DEFAULT_MAX_CHARACTERS = 500
 REPLY_VISIBILITIES = ("public", "unlisted")
 # A reply to these stays as narrow as the mention it answers.
@@ -78,13 +85,14 @@ class MastodonConnector(Connector):
     platform = "mastodon"
     required_options = ("instance",)
     required_credentials = ("access_token",)
-    optional_options = ("max_characters", "reply_visibility")
+    optional_options = ("max_characters", "reply_visibility", "hashtags")
     expected: ClassVar[Mapping[str, str]] = {
         "instance": "the https:// address of the account's instance, e.g. https://mastodon.social",
         "access_token": "an access token of the brand's account with the read:notifications "
         "scope (and write:statuses to reply)",
         "max_characters": "the instance's post length limit, a whole number (default 500)",
         "reply_visibility": 'one of "public" (default) or "unlisted"',
+        "hashtags": 'a list of hashtags without "#", e.g. ["kestrel", "KestrelDown"]',
     }
     uses_queries = False
     default_interval = 5 * 60.0
@@ -113,6 +121,13 @@ class MastodonConnector(Connector):
             problems.append(
                 f"{prefix}.max_characters: {limit!r} is not valid; "
                 f"expected {cls.expected['max_characters']}"
+            )
+        tags = settings.options.get("hashtags")
+        if tags is not None and not (
+            isinstance(tags, list) and all(isinstance(t, str) and t.strip("# ") for t in tags)
+        ):
+            problems.append(
+                f"{prefix}.hashtags: {tags!r} is not valid; expected {cls.expected['hashtags']}"
             )
         visibility = settings.options.get("reply_visibility")
         if visibility is not None and visibility not in REPLY_VISIBILITIES:
@@ -179,6 +194,59 @@ class MastodonConnector(Connector):
     def instance(self) -> str:
         return str(self.options["instance"]).strip().rstrip("/")
 
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        """Mention notifications (the base's page loop), then each hashtag's timeline."""
+        last = cursor
+        for page in super().pages(cursor):
+            last = page.cursor or last
+            yield page
+        for tag in self.hashtags:
+            for page in self._tag_pages(tag, last):
+                last = page.cursor or last
+                yield page
+
+    @property
+    def hashtags(self) -> list[str]:
+        tags = self.options.get("hashtags") or []
+        return list(dict.fromkeys(str(tag).strip().lstrip("#") for tag in tags if str(tag).strip()))
+
+    def _tag_pages(self, tag: str, cursor: str | None) -> Iterator[Page]:
+        """A hashtag's public timeline, newest first, down to the tag's mark; crash-safe."""
+        state = self.load_cursor(cursor)
+        marks = dict(state.get("tags") or {})
+        since = marks.get(tag)
+        top: str | None = None
+        max_id: str | None = None
+        for _ in range(self.max_pages):
+            params: list[tuple[str, str]] = [("limit", str(PAGE_SIZE))]
+            if since:
+                params.append(("since_id", str(since)))
+            if max_id:
+                params.append(("max_id", max_id))
+            response = self.send(
+                self.client.build_request(
+                    "GET",
+                    f"{self.instance}{TAG_PATH}{quote(tag, safe='')}",
+                    params=params,
+                    headers={"Authorization": f"Bearer {self.credentials['access_token']}"},
+                )
+            )
+            statuses = response.json()
+            if not isinstance(statuses, list):
+                raise PayloadError(f"{self.name}: the #{tag} timeline is not a list")
+            mentions = self.map_items(
+                statuses, lambda status: self._status_mention(status, status["account"])
+            )
+            top = _newest(top, *(_notification_id(status) for status in statuses))
+            max_id = _next_max_id(response)
+            if not statuses or not max_id:
+                newest = _newest(since, top)
+                if newest:
+                    marks[tag] = newest
+                yield Page(items=mentions, cursor=self.dump_cursor({**state, "tags": marks}))
+                return
+            yield Page(items=mentions, cursor=cursor)
+
     def build_request(self, cursor: str | None, page_token: str | None) -> httpx.Request | None:
         params: list[tuple[str, str]] = [("types[]", "mention"), ("limit", str(PAGE_SIZE))]
         since_id = self._since_id(cursor)
@@ -242,7 +310,10 @@ class MastodonConnector(Connector):
         newest = _newest(since_id, top)
         if newest is None or newest == since_id:
             return Page(items=mentions)
-        return Page(items=mentions, cursor=self.dump_cursor({"since_id": newest}))
+        return Page(
+            items=mentions,
+            cursor=self.dump_cursor({**self.load_cursor(cursor), "since_id": newest}),
+        )
 
     def _since_id(self, cursor: str | None) -> str | None:
         value = self.load_cursor(cursor).get("since_id")
@@ -261,7 +332,13 @@ class MastodonConnector(Connector):
         status = notification["status"]
         if not isinstance(status, Mapping):
             raise PayloadError("mention notification has no status (deleted?)")
-        account = status.get("account") or notification["account"]
+        mention = self._status_mention(status, status.get("account") or notification["account"])
+        return replace(mention, raw={**mention.raw, "notification_id": notification.get("id")})
+
+    def _status_mention(self, status: Mapping[str, Any], account: Any) -> NewMention:
+        """A status (from a notification or a hashtag timeline) as a mention."""
+        if not isinstance(status, Mapping) or not isinstance(account, Mapping):
+            raise PayloadError("status without an account")
         status_id = str(status["id"])
         if not status_id:
             raise PayloadError("status has no id")
@@ -292,7 +369,6 @@ class MastodonConnector(Connector):
             thread_id=parent_id or status_id,
             parent_id=parent_id,
             raw={
-                "notification_id": notification.get("id"),
                 "status_id": status_id,
                 "uri": status.get("uri"),
                 "url": status.get("url"),

@@ -385,3 +385,56 @@ def test_a_5xx_on_the_reply_is_not_retried_and_is_uncertain() -> None:
         connector().reply(target(), "hi", key="k")
     assert raised.value.uncertain and route.call_count == 1
     assert MastodonConnector.reply_is_idempotent  # the same key may be sent again safely
+
+
+# --------------------------------------------------------------------------- hashtags
+
+TAG = f"{INSTANCE}/api/v1/timelines/tag/KestrelDown"
+
+
+@respx.mock
+def test_hashtag_timelines_follow_the_notifications_with_their_own_mark(caplog) -> None:
+    respx.get(API).mock(return_value=httpx.Response(200, json=[]))
+    tag = respx.get(TAG).mock(
+        side_effect=[
+            httpx.Response(
+                200,
+                json=page("tag_timeline.json"),
+                headers={"Link": f'<{TAG}?max_id=114107400000000000>; rel="next"'},
+            ),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    start = json.dumps({"since_id": "34975800"})
+    batches = list(connector(hashtags=["#KestrelDown"]).fetch(start))
+    tagged = [m for b in batches for m in b.mentions]
+
+    assert [m.external_id for m in tagged] == ["114107400000000002", "114107400000000001"]
+    assert "#KestrelDown" in tagged[0].text
+    assert "skipped item id='114107400000000000'" in caplog.text
+    # The first tag page keeps the old cursor; the end of the walk records the tag's mark.
+    assert json.loads(batches[1].cursor) == {"since_id": "34975800"}
+    assert json.loads(batches[-1].cursor) == {
+        "since_id": "34975800",
+        "tags": {"KestrelDown": "114107400000000002"},
+    }
+    assert tag.calls[1].request.url.params["max_id"] == "114107400000000000"
+
+    respx.get(TAG).mock(return_value=httpx.Response(200, json=[]))
+    list(connector(hashtags=["KestrelDown"]).fetch(batches[-1].cursor))
+    assert respx.calls.last.request.url.params["since_id"] == "114107400000000002"
+
+
+def test_hashtags_must_be_a_list_of_names() -> None:
+    problems = MastodonConnector.check_settings(
+        ConnectorSettings(
+            name="fedi",
+            type="mastodon",
+            options={"instance": INSTANCE, "hashtags": "kestrel"},
+            credentials={"access_token": TOKEN},
+        )
+    )
+    assert problems == [
+        "connectors[fedi].options.hashtags: 'kestrel' is not valid; expected a list of hashtags "
+        'without "#", e.g. ["kestrel", "KestrelDown"]'
+    ]
