@@ -253,3 +253,22 @@ def test_app_home_shows_my_cases(bot, slack, case_id):
     view = view if isinstance(view, dict) else json.loads(view)
     texts = json.dumps(view["blocks"])
     assert "You charged me twice!" in texts and "Connectors" in texts
+
+
+def test_stats_counts_today_and_breaches(bot, engine, case_id):
+    from datetime import timedelta
+
+    from triage.clock import utcnow
+    from triage.slack.commands import stats_text
+
+    now = utcnow()
+    with session_scope(engine) as session:
+        case = session.get(Case, case_id)
+        case.status = CaseStatus.REPLIED
+        case.replied_at = now
+        case.first_response_seconds = (3 * timedelta(hours=1)).total_seconds()  # P2 target: 2 h
+        session.add(case)
+    text = stats_text(bot.settings, engine, now=now)
+    assert "• 1 mentions; negative 100%, neutral 0%, positive 0%; net sentiment -100%" in text
+    assert "• 1 replied; median first response 180 min" in text
+    assert "• 1 replied after their SLA target" in text
