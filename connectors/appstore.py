@@ -40,9 +40,12 @@ from connectors.base import (
     PermanentError,
     ReplyNotAllowed,
     SentReply,
+    is_newer,
+    json_object,
+    latest,
+    parse_time,
 )
 from connectors.reply import ReplyRules
-from triage.clock import as_utc
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
 
@@ -166,19 +169,19 @@ class AppStoreConnector(Connector):
     # -- App Store Connect --------------------------------------------------------------------
 
     def _api_pages(self, saved: dict[str, Any]) -> Iterator[Page]:
-        since = _time(saved.get("api"))
+        since = parse_time(saved.get("api"))
         newest = since
         url: str | None = f"{ASC}/v1/apps/{self.app_id}/customerReviews"
         params: dict[str, str] | None = {"sort": "-createdDate", "limit": "200"}
         unchanged = self.dump_cursor(saved) if saved else None
         for _ in range(self.max_pages):
-            body = self._json(self._asc("GET", url or "", params=params))
+            body = self._object(self._asc("GET", url or "", params=params))
             data = body.get("data")
             if not isinstance(data, list):
                 raise PayloadError(f"{self.name}: customerReviews returned no data list")
-            fresh = [r for r in data if _after(_review_time(r), since)]
+            fresh = [r for r in data if is_newer(_review_time(r), since)]
             mentions = self.map_items(fresh, self._api_mention, label=_label)
-            newest = _latest(newest, *(_review_time(r) for r in fresh))
+            newest = latest(newest, *(_review_time(r) for r in fresh))
             links = body.get("links") if isinstance(body.get("links"), Mapping) else {}
             url, params = links.get("next"), None
             if not data or not url or len(fresh) < len(data):
@@ -235,7 +238,7 @@ class AppStoreConnector(Connector):
                     status=exc.status,
                 ) from exc
             raise
-        data = self._json(response).get("data")
+        data = self._object(response).get("data")
         if not isinstance(data, Mapping) or not data.get("id"):
             raise PayloadError(
                 f"{self.name}: the response was created without an id", uncertain=True
@@ -252,7 +255,7 @@ class AppStoreConnector(Connector):
             if exc.status == 404:
                 return None
             raise
-        data = self._json(response).get("data")
+        data = self._object(response).get("data")
         if not isinstance(data, Mapping) or not data.get("id"):
             return None
         said = str((data.get("attributes") or {}).get("responseBody") or "")
@@ -299,17 +302,17 @@ class AppStoreConnector(Connector):
         marks: dict[str, Any] = dict(saved.get("feed") or {})
         countries = [c.strip().lower() for c in self.options.get("countries") or ["us"]]
         for country in dict.fromkeys(countries):
-            since = _time(marks.get(country))
+            since = parse_time(marks.get(country))
             newest = since
             for page in range(1, min(FEED_PAGES, self.max_pages) + 1):
                 url = FEED.format(country=country, page=page, app=self.app_id)
-                feed = self._json(self.send(self.client.build_request("GET", url))).get("feed")
+                feed = self._object(self.send(self.client.build_request("GET", url))).get("feed")
                 entries = _entries(feed)
-                fresh = [e for e in entries if _after(_entry_time(e), since)]
+                fresh = [e for e in entries if is_newer(_entry_time(e), since)]
                 mentions = self.map_items(
                     fresh, lambda e, c=country: self._feed_mention(e, c), label=_entry_label
                 )
-                newest = _latest(newest, *(_entry_time(e) for e in fresh))
+                newest = latest(newest, *(_entry_time(e) for e in fresh))
                 done = not entries or len(fresh) < len(entries) or page == FEED_PAGES
                 if done and newest:
                     marks[country] = newest.isoformat()
@@ -346,14 +349,8 @@ class AppStoreConnector(Connector):
             },
         )
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PayloadError(f"{self.name}: Apple did not return JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise PayloadError(f"{self.name}: Apple returned a {type(body).__name__}")
-        return body
+    def _object(self, response: httpx.Response) -> dict[str, Any]:
+        return json_object(response, f"{self.name}: Apple")
 
 
 def _signing_key(settings: ConnectorSettings) -> ec.EllipticCurvePrivateKey:
@@ -393,30 +390,12 @@ def _label_of(item: Any, key: str) -> str:
 
 
 def _entry_time(entry: Any) -> datetime | None:
-    return _time(_label_of(entry, "updated"))
+    return parse_time(_label_of(entry, "updated"))
 
 
 def _review_time(review: Any) -> datetime | None:
     attributes = review.get("attributes") if isinstance(review, Mapping) else None
-    return _time(attributes.get("createdDate")) if isinstance(attributes, Mapping) else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def _after(moment: datetime | None, since: datetime | None) -> bool:
-    return moment is not None and (since is None or moment > since)
-
-
-def _latest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return max(present) if present else None
+    return parse_time(attributes.get("createdDate")) if isinstance(attributes, Mapping) else None
 
 
 def _rating(value: Any, review_id: str) -> float:

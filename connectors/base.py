@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from connectors.reply import ReplyNotAllowed, ReplyRules, SentReply
+from triage.clock import as_utc
 from triage.config import ConfigError, ConnectorSettings
 from triage.domain import Batch, NewMention, ReplyTarget
 from triage.http import (
@@ -391,6 +393,38 @@ class Connector:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time ("Z" allowed) as aware UTC; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def is_newer(moment: datetime | None, since: datetime | None) -> bool:
+    """Whether `moment` is after the mark `since` (everything is, without a mark)."""
+    return moment is not None and (since is None or moment > since)
+
+
+def latest(*moments: datetime | None) -> datetime | None:
+    """The latest of some times, ignoring the missing ones."""
+    present = [moment for moment in moments if moment is not None]
+    return max(present) if present else None
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A response's JSON object; PayloadError naming `what` when it is not one."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise PayloadError(f"{what} did not return JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise PayloadError(f"{what} returned a {type(body).__name__}, not an object")
+    return body
 
 
 def item_label(raw: object) -> str | None:

@@ -32,10 +32,13 @@ from connectors.base import (
     PermanentError,
     ReplyNotAllowed,
     SentReply,
+    is_newer,
+    json_object,
+    latest,
+    parse_time,
 )
 from connectors.google_auth import GoogleCaller, GoogleToken
 from connectors.reply import LengthUnit, ReplyRules
-from triage.clock import as_utc
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
 
@@ -103,7 +106,7 @@ class GoogleBusinessConnector(Connector):
             yield from self._location_pages(location, marks)
 
     def _location_pages(self, location: str, marks: dict[str, Any]) -> Iterator[Page]:
-        since = _time(marks.get(location))
+        since = parse_time(marks.get(location))
         newest = since
         token: str | None = None
         url = API.format(account=str(self.options["account_id"]).strip(), location=location)
@@ -111,13 +114,13 @@ class GoogleBusinessConnector(Connector):
             params = {"pageSize": str(PAGE_SIZE), "orderBy": "updateTime desc"}
             if token:
                 params["pageToken"] = token
-            body = self._json(self._call("GET", url, params=params))
+            body = self._object(self._call("GET", url, params=params))
             reviews = body.get("reviews") or []
             if not isinstance(reviews, list):
                 raise PayloadError(f"{self.name}: reviews is not a list")
-            fresh = [r for r in reviews if _after(_updated(r), since)]
+            fresh = [r for r in reviews if is_newer(_updated(r), since)]
             mentions = self.map_items(fresh, lambda r: self._mention(r, location), label=_label)
-            newest = _latest(newest, *(_updated(r) for r in fresh))
+            newest = latest(newest, *(_updated(r) for r in fresh))
             token = (
                 body.get("nextPageToken") if isinstance(body.get("nextPageToken"), str) else None
             )
@@ -135,7 +138,7 @@ class GoogleBusinessConnector(Connector):
         stars = STARS.get(str(review.get("starRating")))
         if stars is None:
             raise PayloadError(f"review {review_id} has star rating {review.get('starRating')!r}")
-        created = _time(review.get("createTime"))
+        created = parse_time(review.get("createTime"))
         if created is None:
             raise PayloadError(f"review {review_id} has no createTime")
         reviewer = review.get("reviewer") if isinstance(review.get("reviewer"), Mapping) else {}
@@ -170,13 +173,13 @@ class GoogleBusinessConnector(Connector):
                     status=exc.status,
                 ) from exc
             raise
-        self._json(response)
+        self._object(response)
         return SentReply(external_id=str(target.raw.get("review_id")), url=target.url)
 
     def find_reply(
         self, target: ReplyTarget, key: str, text: str | None = None
     ) -> SentReply | None:
-        review = self._json(self._call("GET", self._reply_url(target).removesuffix("/reply")))
+        review = self._object(self._call("GET", self._reply_url(target).removesuffix("/reply")))
         reply = review.get("reviewReply")
         said = reply.get("comment") if isinstance(reply, Mapping) else None
         if not said or (text is not None and str(said).strip() != text.strip()):
@@ -212,38 +215,14 @@ class GoogleBusinessConnector(Connector):
                 body=exc.body,
             ) from exc
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PayloadError(f"{self.name}: Google did not return JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise PayloadError(f"{self.name}: Google returned a {type(body).__name__}")
-        return body
+    def _object(self, response: httpx.Response) -> dict[str, Any]:
+        return json_object(response, f"{self.name}: Google Business Profile")
 
 
 def _updated(review: Any) -> datetime | None:
     if not isinstance(review, Mapping):
         return None
-    return _time(review.get("updateTime")) or _time(review.get("createTime"))
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def _after(moment: datetime | None, since: datetime | None) -> bool:
-    return moment is not None and (since is None or moment > since)
-
-
-def _latest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return max(present) if present else None
+    return parse_time(review.get("updateTime")) or parse_time(review.get("createTime"))
 
 
 def _label(review: Any) -> str | None:

@@ -39,6 +39,7 @@ from connectors.base import (
     PermanentError,
     ReplyNotAllowed,
     SentReply,
+    json_object,
 )
 from connectors.google_auth import GoogleCaller, GoogleToken, ServiceAccount
 from connectors.reply import ReplyRules
@@ -105,7 +106,7 @@ class GooglePlayConnector(Connector):
             params = {"maxResults": str(PAGE_SIZE)}
             if token:
                 params["token"] = token
-            body = self._json(self._call("GET", API.format(package=self.package), params=params))
+            body = self._object(self._call("GET", API.format(package=self.package), params=params))
             reviews = body.get("reviews") or []
             if not isinstance(reviews, list):
                 raise PayloadError(f"{self.name}: reviews is not a list")
@@ -180,7 +181,7 @@ class GooglePlayConnector(Connector):
                     status=exc.status,
                 ) from exc
             raise
-        result = self._json(response).get("result")
+        result = self._object(response).get("result")
         if not isinstance(result, Mapping):
             raise PayloadError(f"{self.name}: reviews.reply answered without a result")
         return SentReply(external_id=review_id, url=target.url)
@@ -189,7 +190,7 @@ class GooglePlayConnector(Connector):
         self, target: ReplyTarget, key: str, text: str | None = None
     ) -> SentReply | None:
         review_id = _review_id(target)
-        body = self._json(self._call("GET", f"{API.format(package=self.package)}/{review_id}"))
+        body = self._object(self._call("GET", f"{API.format(package=self.package)}/{review_id}"))
         reply = _developer_text(body)
         if reply is None or (text is not None and reply.strip() != text.strip()):
             return None
@@ -215,14 +216,8 @@ class GooglePlayConnector(Connector):
                 body=exc.body,
             ) from exc
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PayloadError(f"{self.name}: Google Play did not return JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise PayloadError(f"{self.name}: Google Play returned a {type(body).__name__}")
-        return body
+    def _object(self, response: httpx.Response) -> dict[str, Any]:
+        return json_object(response, f"{self.name}: Google Play")
 
 
 def _key_text(value: str, where: str) -> str:

@@ -36,9 +36,12 @@ from connectors.base import (
     PermanentError,
     ReplyNotAllowed,
     SentReply,
+    is_newer,
+    json_object,
+    latest,
+    parse_time,
 )
 from connectors.reply import ReplyRules
-from triage.clock import as_utc
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
 
@@ -92,7 +95,7 @@ class TrustpilotConnector(Connector):
         return problems
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
-        since = _time(self.load_cursor(cursor).get("created"))
+        since = parse_time(self.load_cursor(cursor).get("created"))
         newest = since
         url: str | None = f"{API}/business-units/{self.business_unit()}/reviews"
         params: dict[str, str] | None = {
@@ -101,13 +104,13 @@ class TrustpilotConnector(Connector):
             "page": "1",
         }
         for _ in range(self.max_pages):
-            body = self._json(self.send(self._get(url or "", params)))
+            body = self._object(self.send(self._get(url or "", params)))
             reviews = body.get("reviews")
             if not isinstance(reviews, list):
                 raise PayloadError(f"{self.name}: Trustpilot returned no list of reviews")
-            fresh = [r for r in reviews if _after(_created(r), since)]
+            fresh = [r for r in reviews if is_newer(_created(r), since)]
             mentions = self.map_items(fresh, self._mention)
-            newest = _latest(newest, *(_created(r) for r in fresh))
+            newest = latest(newest, *(_created(r) for r in fresh))
             url, params = _next_page(body), None
             if not reviews or not url or len(fresh) < len(reviews):
                 final = self.dump_cursor({"created": newest.isoformat()}) if newest else cursor
@@ -124,7 +127,7 @@ class TrustpilotConnector(Connector):
             else:
                 domain = str(self.options["domain"]).strip()
                 try:
-                    found = self._json(
+                    found = self._object(
                         self.send(self._get(f"{API}/business-units/find", {"name": domain}))
                     )
                 except PermanentError as exc:
@@ -233,7 +236,7 @@ class TrustpilotConnector(Connector):
         self, target: ReplyTarget, key: str, text: str | None = None
     ) -> SentReply | None:
         review_id = str(target.raw.get("review_id") or target.external_id)
-        review = self._json(self.send(self._get(f"{API}/reviews/{review_id}", None)))
+        review = self._object(self.send(self._get(f"{API}/reviews/{review_id}", None)))
         reply = review.get("companyReply")
         said = reply.get("text") if isinstance(reply, Mapping) else None
         if not said or (text is not None and str(said).strip() != text.strip()):
@@ -268,7 +271,7 @@ class TrustpilotConnector(Connector):
                 status=exc.status,
                 body=exc.body,
             ) from exc
-        token = self._json(response)
+        token = self._object(response)
         if not token.get("access_token"):
             raise PayloadError(f"{self.name}: the Trustpilot token answer has no access_token")
         try:
@@ -279,14 +282,8 @@ class TrustpilotConnector(Connector):
         self._expires = time.time() + max(0.0, lifetime - 60)
         return self._access
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PayloadError(f"{self.name}: Trustpilot did not return JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise PayloadError(f"{self.name}: Trustpilot returned a {type(body).__name__}")
-        return body
+    def _object(self, response: httpx.Response) -> dict[str, Any]:
+        return json_object(response, f"{self.name}: Trustpilot")
 
 
 def _object(value: Any) -> Mapping[str, Any]:
@@ -301,22 +298,4 @@ def _next_page(body: Mapping[str, Any]) -> str | None:
 
 
 def _created(review: Any) -> datetime | None:
-    return _time(review.get("createdAt")) if isinstance(review, Mapping) else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def _after(moment: datetime | None, since: datetime | None) -> bool:
-    return moment is not None and (since is None or moment > since)
-
-
-def _latest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return max(present) if present else None
+    return parse_time(review.get("createdAt")) if isinstance(review, Mapping) else None
