@@ -160,6 +160,18 @@ class GoogleCaller:
         self._client = client
         self._send = send  # Connector.send_plain: (request, *, idempotent) -> response
 
+    @classmethod
+    def with_refresh_token(cls, connector: Any) -> GoogleCaller:
+        """A caller as the Google account whose refresh token a connector is configured with."""
+        credentials = connector.credentials
+        token = GoogleToken.refresh_token(
+            credentials["client_id"],
+            credentials["client_secret"],
+            credentials["refresh_token"],
+            where=f"connectors[{connector.name}].credentials.refresh_token",
+        )
+        return cls(token, connector.client, connector.send_plain)
+
     def call(self, method: str, url: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
         """Send `method url` with a bearer token; `once` for requests that must not repeat."""
         extra = kwargs.pop("headers", None) or {}

@@ -37,7 +37,7 @@ from connectors.base import (
     latest,
     parse_time,
 )
-from connectors.google_auth import GoogleCaller, GoogleToken
+from connectors.google_auth import GoogleCaller
 from connectors.reply import LengthUnit, ReplyRules
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
@@ -198,13 +198,7 @@ class GoogleBusinessConnector(Connector):
     def _call(self, method: str, url: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
         """A call as the managing Google account; a refusal names the credential."""
         if self._caller is None:
-            token = GoogleToken.refresh_token(
-                self.credentials["client_id"],
-                self.credentials["client_secret"],
-                self.credentials["refresh_token"],
-                where=f"connectors[{self.name}].credentials.refresh_token",
-            )
-            self._caller = GoogleCaller(token, self.client, self.send_plain)
+            self._caller = GoogleCaller.with_refresh_token(self)
         try:
             return self._caller.call(method, url, once=once, **kwargs)
         except AuthError as exc:

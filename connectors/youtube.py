@@ -52,7 +52,7 @@ from connectors.base import (
     ReplyNotAllowed,
     SentReply,
 )
-from connectors.google_auth import GoogleCaller, GoogleToken
+from connectors.google_auth import GoogleCaller
 from connectors.reply import ReplyRules
 from triage.clock import utcnow
 from triage.config import ConnectorSettings
@@ -314,13 +314,7 @@ class YouTubeConnector(Connector):
     ) -> httpx.Response:
         """A call as the brand channel's Google account (a refused token is renewed once)."""
         if self._caller is None:
-            token = GoogleToken.refresh_token(
-                self.credentials["client_id"],
-                self.credentials["client_secret"],
-                self.credentials["refresh_token"],
-                where=f"connectors[{self.name}].credentials.refresh_token",
-            )
-            self._caller = GoogleCaller(token, self.client, self.send_plain)
+            self._caller = GoogleCaller.with_refresh_token(self)
         try:
             return self._caller.call(method, url, once=once, **kwargs)
         except (AuthError, PermanentError) as exc:
