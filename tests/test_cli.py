@@ -281,3 +281,63 @@ def test_reply_refuses_a_source_without_replies_and_mark_replied_closes_it(tmp_p
     engine.dispose()
     assert case.status == CaseStatus.REPLIED and case.reply_url == "https://x.example/a"
     assert actions == ["reply_failed", "mark_replied"]
+
+
+def test_serve_receives_a_signed_webhook_over_real_http(tmp_path):
+    import socket
+    import time as clock
+
+    import httpx
+
+    from connectors.webhook import sign
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "t.db"
+    config = tmp_path / "config.toml"
+    secret = "0123456789abcdef0123"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n'
+        '[[connectors]]\nname = "zap"\ntype = "webhook"\n'
+        f'credentials = {{ secret = "{secret}" }}\n',
+        encoding="utf-8",
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    environment.pop("TRIAGE_CONFIG", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "triage", "serve", "--port", str(port), "--config", str(config)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).text == "ok":
+                    break
+            except httpx.TransportError:
+                clock.sleep(0.2)
+        body = json.dumps({"id": "m-1", "text": "Charged twice!", "rating": 1}).encode()
+        stamp = str(int(clock.time()))
+        headers = {
+            "X-Triage-Timestamp": stamp,
+            "X-Triage-Signature": "sha256=" + sign(secret.encode(), stamp, body),
+            "Content-Type": "application/json",
+        }
+        answer = httpx.post(f"{base}/webhooks/zap", content=body, headers=headers, timeout=10)
+        assert answer.status_code == 202, answer.text
+        assert answer.json() == {"received": 1, "new": 1}
+        forged = httpx.post(
+            f"{base}/webhooks/zap", content=body, headers={**headers, "X-Triage-Signature": "x"}
+        )
+        assert forged.status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    listing = triage("connectors", "list", "--config", str(config), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("│ zap"))
+    assert "no: open + mark replied" in row and "│ 1 " in row
