@@ -178,3 +178,26 @@ def test_relative_file_paths_are_read_from_the_config_folder(tmp_path):
     )
     settings = load_settings(path, env={})
     assert settings.connectors[0].options["path"] == str(tmp_path / "data" / "in.jsonl")
+
+
+def test_urgency_weights_come_from_config_and_are_checked(tmp_path):
+    from models.urgency import Signals, UrgencyScorer
+
+    path = _write(
+        tmp_path,
+        "[models.urgency]\nvip = 40\nbands = [80, 60, 30]\nreach = [[500, 6]]\n"
+        'repeat_window = "3d"\n',
+    )
+    urgency = load_settings(path).models.urgency
+    assert urgency.repeat_window == 3 * 86400
+    weights = urgency.weights()
+    assert (weights.vip, weights.bands, weights.reach) == (40, (80, 60, 30), ((500, 6.0),))
+    calm = Signals(text="hello", language="en", p_negative=0.1, p_positive=0.2, vip=True)
+    assert UrgencyScorer(weights).score(calm).score == 40
+    assert UrgencyScorer().score(calm).score == 15
+
+    bad = _write(tmp_path, "[models.urgency]\nbands = [25, 50, 75]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad)
+    assert "models.urgency.bands" in caught.value.problems[0]
+    assert "must fall from P1 to P3" in caught.value.problems[0]

@@ -70,7 +70,7 @@ class Analyzer:
             threads=models.threads,
         )
         self.language = language or LanguageDetectorService(models.languages)
-        self.scorer = scorer or UrgencyScorer()
+        self.scorer = scorer or UrgencyScorer(models.urgency.weights())
         self.vip = {_handle_key(handle) for handle in settings.brand.vip_accounts}
 
     @property

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.urgency import UrgencyWeights
+
 FIRST_CLASS_LANGUAGES = ("en", "pl", "lv", "pt", "es", "de", "fr")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 SAMPLE_MENTIONS = Path(__file__).parent / "sample_data" / "mentions.jsonl"
@@ -101,6 +103,58 @@ class SlaSettings(_Section):
         return float(getattr(self, priority))
 
 
+_WEIGHTS = UrgencyWeights()
+
+
+class UrgencySettings(_Section):
+    """The urgency score's weights (docs/architecture.md explains each); defaults are ours."""
+
+    negativity: float = Field(default=_WEIGHTS.negativity, ge=0, le=100)
+    intents_cap: float = Field(default=_WEIGHTS.intents_cap, ge=0, le=100)
+    rating: tuple[float, float, float] = _WEIGHTS.rating  # points for 1, 2 and 3 stars
+    reach: list[tuple[int, float]] = Field(default_factory=lambda: list(_WEIGHTS.reach))
+    vip: float = Field(default=_WEIGHTS.vip, ge=0, le=100)
+    engagement_threshold: int = Field(default=_WEIGHTS.engagement_threshold, ge=0)
+    engagement: float = Field(default=_WEIGHTS.engagement, ge=0, le=100)
+    repeat_contact: float = Field(default=_WEIGHTS.repeat_contact, ge=0, le=100)
+    repeat_contact_cap: float = Field(default=_WEIGHTS.repeat_contact_cap, ge=0, le=100)
+    repeat_window: Duration = 7 * 86400
+    bands: tuple[int, int, int] = _WEIGHTS.bands  # lowest scores of P1, P2 and P3
+    escalation_floor: int = Field(default=_WEIGHTS.escalation_floor, ge=0, le=100)
+
+    @field_validator("bands")
+    @classmethod
+    def _descending(cls, bands: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not 100 >= bands[0] > bands[1] > bands[2] > 0:
+            raise ValueError(
+                f"{list(bands)} must fall from P1 to P3 within 1..100, e.g. [75, 50, 25]"
+            )
+        return bands
+
+    @field_validator("reach")
+    @classmethod
+    def _reach_steps(cls, steps: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if any(followers < 1 or points < 0 for followers, points in steps):
+            raise ValueError("each step is [followers, points] with followers >= 1, points >= 0")
+        return sorted(steps, reverse=True)
+
+    def weights(self) -> UrgencyWeights:
+        """The weights the scorer uses."""
+        return UrgencyWeights(
+            negativity=self.negativity,
+            intents_cap=self.intents_cap,
+            rating=self.rating,
+            reach=tuple(self.reach),
+            vip=self.vip,
+            engagement_threshold=self.engagement_threshold,
+            engagement=self.engagement,
+            repeat_contact=self.repeat_contact,
+            repeat_contact_cap=self.repeat_contact_cap,
+            bands=self.bands,
+            escalation_floor=self.escalation_floor,
+        )
+
+
 class ModelSettings(_Section):
     encoder: str = Field(
         default="bundled",
@@ -111,6 +165,7 @@ class ModelSettings(_Section):
     batch_size: int = Field(default=32, ge=1, le=512)
     max_length: int = Field(default=128, ge=16, le=512)
     threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+    urgency: UrgencySettings = Field(default_factory=UrgencySettings)
 
     @field_validator("languages")
     @classmethod

@@ -29,7 +29,6 @@ from triage.store.queries import (
 )
 
 log = logging.getLogger(__name__)
-REPEAT_CONTACT_WINDOW = timedelta(days=7)
 
 
 @dataclass
@@ -177,7 +176,8 @@ class Pipeline:
     def _analysis_input(self, session: Session, mention: Mention) -> AnalysisInput:
         prior = 0
         if mention.author_handle and mention.id is not None:
-            since = (mention.created_at or utcnow()) - REPEAT_CONTACT_WINDOW
+            window = timedelta(seconds=self.settings.models.urgency.repeat_window)
+            since = (mention.created_at or utcnow()) - window
             prior = count_recent_by_author(
                 session,
                 platform=mention.platform,
