@@ -297,6 +297,8 @@ _STATIC_SECTIONS = [
     "- Polish has no public test set; it relies on cross-lingual transfer.",
     "- Complaint and severity benchmarks are English only.",
     "- The encoder reads the first 128 tokens: the end of a long review does not count.",
+    "- UMSAB's Hindi is romanised (Hinglish); lingua knows Hindi only in Devanagari, so those "
+    "tweets come out as undetermined or English (0% above); sentiment still reads them.",
     "- Sarcasm and implicit complaints without negative words lean neutral; the cue lists "
     "back the model up for the first-class languages.",
     "",
