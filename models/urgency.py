@@ -17,6 +17,9 @@ from pathlib import Path
 
 CUES_DIR = Path(__file__).parent / "cues"
 NON_COMPLAINT_INTENTS = frozenset({"question", "praise"})
+# How much the example-based complaint model counts against the cue blend (measured: see
+# docs/model-card.md).
+MODEL_SHARE = 0.5
 # Negation flips these only: "not bad", "not happy". "not working" stays a complaint.
 NEGATABLE_INTENTS = frozenset({"anger", "praise"})
 NEGATION_WINDOW = 3
@@ -53,6 +56,9 @@ class Signals:
     engagement: int | None = None
     vip: bool = False
     prior_contacts: int = 0
+    # From models/intent.py: the nearest hand-written examples' verdict, when available.
+    model_complaint: float | None = None
+    model_intent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,23 +215,32 @@ class UrgencyScorer:
         ]
         if kind == "praise":
             reasons.append("praise: thank-you")
+        names_out = [i.name for i in intents]
+        model_intent = signals.model_intent
+        if model_intent and model_intent not in names and model_intent != "other":
+            names_out.append(model_intent)
+            if not complaint_intents and kind == "complaint":
+                reasons.append(f"reads like a {model_intent} problem")
         return UrgencyResult(
             score=score,
             priority=priority,
             kind=kind,
             complaint_probability=round(complaint_probability, 4),
             escalate=bool(escalations),
-            intents=[i.name for i in intents],
+            intents=names_out,
             reasons=list(dict.fromkeys(reasons)),
         )
 
 
 def _complaint_probability(signals: Signals, has_complaint_cue: bool) -> float:
-    # A first blend of the model and the cues; the "Models" issue replaces it with a trained head.
+    # Negativity, cues and a low rating, averaged with the example-based model when there is one.
     value = 0.6 * signals.p_negative + (0.45 if has_complaint_cue else 0.0)
     if signals.rating is not None and signals.rating <= 2:
         value += 0.25
-    return min(1.0, max(0.0, value))
+    value = min(1.0, max(0.0, value))
+    if signals.model_complaint is None:
+        return value
+    return MODEL_SHARE * signals.model_complaint + (1 - MODEL_SHARE) * value
 
 
 def _kind(signals: Signals, complaint_probability: float, intents: set[str]) -> str:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.intent import EXAMPLES, IntentModel, get_intent_model
 from models.language import LanguageDetectorService, LanguageResult
 from models.sentiment import SentimentModel, SentimentResult, get_sentiment_model
 from models.urgency import Signals, UrgencyResult, UrgencyScorer
@@ -59,6 +60,7 @@ class Analyzer:
         sentiment: SentimentModel | None = None,
         language: LanguageDetectorService | None = None,
         scorer: UrgencyScorer | None = None,
+        intent: IntentModel | None = None,
     ):
         models = settings.models
         self.batch_size = models.batch_size
@@ -71,6 +73,12 @@ class Analyzer:
         )
         self.language = language or LanguageDetectorService(models.languages)
         self.scorer = scorer or UrgencyScorer(models.urgency.weights())
+        # The example-based complaint and intent model, when its examples are installed.
+        self.intent = (
+            get_intent_model(self.sentiment.encoder)
+            if intent is None and EXAMPLES.is_file()
+            else intent
+        )
         self.vip = {_handle_key(handle) for handle in settings.brand.vip_accounts}
 
     @property
@@ -81,11 +89,14 @@ class Analyzer:
         """Language, sentiment and urgency for each item, in input order."""
         texts = [_model_text(item) for item in items]
         languages = self.language.detect_many(texts)
-        sentiments = self.sentiment.predict(texts)
+        embeddings = self.sentiment.encoder.embed(texts) if texts else None
+        sentiments = self.sentiment.predict_embeddings(embeddings) if texts else []
+        guesses = self.intent.predict_embeddings(embeddings) if self.intent and texts else []
         outputs = []
-        for item, text, language, sentiment in zip(
-            items, texts, languages, sentiments, strict=True
+        for index, (item, text, language, sentiment) in enumerate(
+            zip(items, texts, languages, sentiments, strict=True)
         ):
+            guess = guesses[index] if guesses else None
             signals = Signals(
                 text=text,
                 language=language.code,
@@ -96,6 +107,8 @@ class Analyzer:
                 engagement=item.engagement,
                 vip=_handle_key(item.author_handle) in self.vip if item.author_handle else False,
                 prior_contacts=item.prior_contacts,
+                model_complaint=guess.complaint_probability if guess else None,
+                model_intent=guess.intent if guess else None,
             )
             outputs.append(AnalysisOutput(language, sentiment, self.scorer.score(signals)))
         return outputs
