@@ -201,10 +201,17 @@ class BlueskyConnector(Connector):
         if self.options.get("notifications", True) is not False:
             mark = _parse_time(saved.get(NOTIFICATIONS_KEY))
             state[NOTIFICATIONS_KEY] = _iso(mark or utcnow() - FIRST_RUN_LOOKBACK)
+        # A post both found by a query and addressed to the brand is yielded once per run.
+        seen: set[str] = set()
         for query in self.queries:
-            yield from self._query_pages(query, state)
+            for page in self._query_pages(query, state):
+                seen.update(mention.external_id for mention in page.items)
+                yield page
         if NOTIFICATIONS_KEY in state:
-            yield from self._notification_pages(state)
+            for page in self._notification_pages(state):
+                items = [mention for mention in page.items if mention.external_id not in seen]
+                seen.update(mention.external_id for mention in items)
+                yield replace(page, items=items)
 
     def _notification_pages(self, state: dict[str, str]) -> Iterator[Page]:
         """Mentions, replies and quotes of the brand account, newest first, down to the mark."""

@@ -588,3 +588,24 @@ def test_the_next_run_reads_notifications_only_down_to_the_mark() -> None:
     batches = list(connector(notifications=True).fetch(cursor))
     assert [m for b in batches for m in b.mentions] == []
     assert notes.call_count == 1
+
+
+@respx.mock
+def test_a_post_found_by_a_query_and_a_notification_is_yielded_once() -> None:
+    logged_in()
+    note = load("notifications_page1.json")["notifications"][0]
+    post = {key: note[key] for key in ("uri", "cid", "author", "record", "indexedAt")}
+    respx.get(SEARCH).mock(
+        side_effect=[
+            httpx.Response(200, json={"posts": [post], "cursor": "page2"}),
+            httpx.Response(200, json=END),
+        ]
+    )
+    respx.get(NOTIFICATIONS).mock(return_value=httpx.Response(200, json={"notifications": [note]}))
+    batches = list(connector(notifications=True).fetch(None))
+    mentions = [m for b in batches for m in b.mentions]
+
+    assert [m.external_id for m in mentions] == [note["uri"]]
+    assert "reason" not in mentions[0].raw  # the search hit came first
+    saved = json.loads(batches[-1].cursor)
+    assert saved[" notifications"] == note["indexedAt"]
