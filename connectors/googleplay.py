@@ -14,8 +14,12 @@ a new mention `<reviewId>@<seconds>` in the same thread, because a customer who 
 into one after an answer needs another look.
 
 Cursor and crash safety: reviews arrive newest edit first; the cursor is the newest
-lastModified seen, and it moves only when the walk reaches it (or the end), so a crash mid-walk
-re-reads the same pages and the store dedupes.
+lastModified second seen plus the review ids edited in that second (so a review landing in the
+same second later is neither skipped nor re-read). It moves only when the walk reaches it (or
+the end), so a crash mid-walk re-reads the same pages and the store dedupes. Rate limits: the
+reviews calls share the Play API's "Publishing, Monetization and Reply to Reviews" bucket
+(3,000 queries a minute by default); one list walk an hour sits far inside it. Ratings without
+a comment never reach the API.
 
 Replies: `POST .../reviews/{reviewId}:reply` with `replyText`, at most 350 characters, plain
 text (links are not clickable). A review has one developer reply; a new one replaces it, so a
@@ -99,8 +103,17 @@ class GooglePlayConnector(Connector):
         return str(self.options["package_name"]).strip()
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
-        since = _int(self.load_cursor(cursor).get("seconds"))
-        newest = since
+        state = self.load_cursor(cursor)
+        since = _int(state.get("seconds"))
+        seen = {str(i) for i in state.get("ids") or []} if since is not None else set()
+        newest, newest_ids = since, set(seen)
+
+        def is_new(review: Any) -> bool:
+            moment = _modified(review)
+            if moment is None or since is None or moment > since:
+                return True  # an item without a time is passed on so map_items logs it
+            return moment == since and _id(review) not in seen
+
         token: str | None = None
         for _ in range(self.max_pages):
             params = {"maxResults": str(PAGE_SIZE)}
@@ -110,17 +123,27 @@ class GooglePlayConnector(Connector):
             reviews = body.get("reviews") or []
             if not isinstance(reviews, list):
                 raise PayloadError(f"{self.name}: reviews is not a list")
-            fresh = [r for r in reviews if (_modified(r) or 0) > (since or 0)]
+            fresh = [r for r in reviews if is_new(r)]
             mentions = self.map_items(fresh, self._mention, label=_label)
-            newest = max([newest or 0, *(_modified(r) or 0 for r in fresh)]) or None
+            for review in fresh:
+                moment = _modified(review)
+                if moment is None or (newest is not None and moment < newest):
+                    continue
+                if newest is None or moment > newest:
+                    newest, newest_ids = moment, set()
+                newest_ids.add(_id(review))
             pagination = body.get("tokenPagination")
             next_token = (
                 pagination.get("nextPageToken") if isinstance(pagination, Mapping) else None
             )
-            done = not reviews or not next_token or len(fresh) < len(reviews)
-            if done:
+            reached = any(_modified(r) is not None and not is_new(r) for r in reviews)
+            if not reviews or not next_token or reached:
                 # The walk reached what the last run saw: only now may the mark move.
-                final = self.dump_cursor({"seconds": newest}) if newest else cursor
+                final = (
+                    self.dump_cursor({"seconds": newest, "ids": sorted(newest_ids)})
+                    if newest is not None and newest_ids != seen
+                    else cursor
+                )
                 yield Page(items=mentions, cursor=final)
                 return
             yield Page(items=mentions, cursor=cursor)
@@ -249,6 +272,10 @@ def _developer_text(review: Mapping[str, Any]) -> str | None:
 def _modified(review: Any) -> int | None:
     user = _user_comment(review) if isinstance(review, Mapping) else None
     return _int((user.get("lastModified") or {}).get("seconds")) if user else None
+
+
+def _id(review: Any) -> str:
+    return str(review.get("reviewId")) if isinstance(review, Mapping) else ""
 
 
 def _review_id(target: ReplyTarget) -> str:

@@ -99,7 +99,7 @@ def test_first_page_maps_reviews_and_skips_a_malformed_one(key, key_json, caplog
 
     # Page 1 keeps the old cursor; the walk's end records the newest edit.
     assert first.cursor is None
-    assert json.loads(second.cursor) == {"seconds": 1795597200}
+    assert json.loads(second.cursor) == {"seconds": 1795597200, "ids": [REVIEW]}
     request = route.calls[0].request
     assert request.headers["Authorization"] == "Bearer ya29.play"
     assert dict(request.url.params) == {"maxResults": "100"}
@@ -118,10 +118,42 @@ def test_first_page_maps_reviews_and_skips_a_malformed_one(key, key_json, caplog
 def test_the_next_run_stops_at_what_it_has_seen(key_json):
     granted()
     route = respx.get(API).mock(return_value=httpx.Response(200, json=load("reviews_page1.json")))
-    [batch] = connector(key_json).fetch(json.dumps({"seconds": 1795593600}))
+    seen = {"seconds": 1795593600, "ids": ["gp:AOqpTOHk3strelM0b1leR3v1ew0002"]}
+    [batch] = connector(key_json).fetch(json.dumps(seen))
     assert [m.external_id for m in batch.mentions] == [f"{REVIEW}@1795597200"]
-    assert json.loads(batch.cursor) == {"seconds": 1795597200}
+    assert json.loads(batch.cursor) == {"seconds": 1795597200, "ids": [REVIEW]}
     assert route.call_count == 1
+
+
+@respx.mock
+def test_a_review_edited_in_the_cursor_second_is_not_skipped(key_json):
+    granted()
+    respx.get(API).mock(return_value=httpx.Response(200, json=load("reviews_page1.json")))
+    # The last run saw another review at 1795593600; Ana's edit in that second is still new.
+    seen = {"seconds": 1795593600, "ids": ["gp:AOqpTOSameSecond"]}
+    [batch] = connector(key_json).fetch(json.dumps(seen))
+    assert [m.external_id for m in batch.mentions] == [
+        f"{REVIEW}@1795597200",
+        "gp:AOqpTOHk3strelM0b1leR3v1ew0002@1795593600",
+    ]
+
+
+@respx.mock
+def test_a_review_without_a_time_does_not_end_the_walk_early(key_json, caplog):
+    granted()
+    page1 = load("reviews_page1.json")
+    page1["reviews"] = [{"reviewId": "gp:NoTime", "comments": [{"userComment": {"text": "x"}}]}]
+    route = respx.get(API).mock(
+        side_effect=[
+            httpx.Response(200, json=page1),
+            httpx.Response(200, json=load("reviews_page2.json")),
+        ]
+    )
+    first, second = connector(key_json).fetch('{"seconds": 1795400000, "ids": []}')
+    assert first.mentions == [] and "skipped review reviewId='gp:NoTime'" in caplog.text
+    assert [m.external_id for m in second.mentions] == ["gp:AOqpTOOlderR3v1ew0003@1795500000"]
+    assert json.loads(second.cursor) == {"seconds": 1795500000, "ids": ["gp:AOqpTOOlderR3v1ew0003"]}
+    assert route.call_count == 2
 
 
 @respx.mock
