@@ -20,9 +20,11 @@ with reasons mention, reply and quote: posts that address the brand without matc
 They have their own mark in the cursor, move it the same crash-safe way, and a post found both
 ways is stored once (its uri is the id).
 
-Replies: `com.atproto.repo.createRecord` on the account's repo, an `app.bsky.feed.post` whose
-`reply` cites the thread's root and the mention itself as parent (uri and cid, as stored with the
-mention), with link facets so URLs are clickable (byte offsets in UTF-8), 300 graphemes at most.
+Replies: `com.atproto.repo.createRecord` on the account's repo, sent to the account's own PDS
+(the `#atproto_pds` endpoint of the session's DID document, else `options.service`): an
+`app.bsky.feed.post` whose `reply` cites the thread's root and the mention itself as parent (uri
+and cid, as stored with the mention), with link facets so URLs are clickable (byte offsets in
+UTF-8), 300 graphemes at most.
 Idempotent by construction: the record key is a TID derived from the reply's idempotency key, so
 a retry writes the same record key; the PDS refuses the second write and `find_reply`
 (`com.atproto.repo.getRecord`) returns the reply that is already there.
@@ -103,6 +105,8 @@ class BlueskyConnector(Connector):
         self._refresh: str | None = None
         self._did: str | None = None
         self._handle: str | None = None
+        # The account's own PDS, from the session's DID document: repo writes go there.
+        self._pds: str | None = None
 
     def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
         parent = _strong_ref(target.raw)
@@ -153,7 +157,7 @@ class BlueskyConnector(Connector):
             self._create_session()
         params = {"repo": self._did or "", "collection": POST_COLLECTION, "rkey": rkey}
         try:
-            response = self._get(GET_RECORD, params)
+            response = self._get(GET_RECORD, params, pds=True)
         except PermanentError as exc:
             if exc.status in (400, 404) and _error_name(exc) in ("RecordNotFound", ""):
                 return None
@@ -167,7 +171,7 @@ class BlueskyConnector(Connector):
         def request() -> httpx.Request:
             payload = {"repo": self._did, "collection": POST_COLLECTION, "rkey": rkey}
             return self._request(
-                "POST", CREATE_RECORD, self._access, json={**payload, "record": record}
+                "POST", CREATE_RECORD, self._access, json={**payload, "record": record}, pds=True
             )
 
         try:
@@ -285,23 +289,32 @@ class BlueskyConnector(Connector):
             self.max_pages,
         )
 
-    def _get(self, path: str, params: Mapping[str, str] | list[tuple[str, str]]) -> httpx.Response:
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, str] | list[tuple[str, str]],
+        *,
+        pds: bool = False,
+    ) -> httpx.Response:
         """An authenticated GET; an expired access token is refreshed (or re-created) once."""
         if self._access is None:
             self._create_session()
         try:
-            return self.send(self._request("GET", path, self._access, params=params))
+            return self.send(self._request("GET", path, self._access, params=params, pds=pds))
         except ConnectorError as exc:
             if not _expired(exc):
                 raise
         self._renew_session()
-        return self.send(self._request("GET", path, self._access, params=params))
+        return self.send(self._request("GET", path, self._access, params=params, pds=pds))
 
-    def _request(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Request:
+    def _request(
+        self, method: str, path: str, token: str | None, *, pds: bool = False, **kwargs: Any
+    ) -> httpx.Request:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.client.build_request(method, self.service + path, headers=headers, **kwargs)
+        base = (self._pds or self.service) if pds else self.service
+        return self.client.build_request(method, base + path, headers=headers, **kwargs)
 
     def _create_session(self) -> None:
         payload = {
@@ -343,6 +356,7 @@ class BlueskyConnector(Connector):
         did, handle = body.get("did"), body.get("handle")
         self._did = did if isinstance(did, str) and did else self._did
         self._handle = handle if isinstance(handle, str) and handle else self._handle
+        self._pds = _pds_endpoint(body.get("didDoc")) or self._pds
 
     def _mention(self, post: Mapping[str, Any]) -> NewMention:
         if not isinstance(post, Mapping):
@@ -442,6 +456,20 @@ def link_facets(text: str) -> list[dict[str, Any]]:
             }
         )
     return facets
+
+
+def _pds_endpoint(did_doc: Any) -> str | None:
+    """The #atproto_pds service endpoint of a DID document, when it is an https address."""
+    services = did_doc.get("service") if isinstance(did_doc, Mapping) else None
+    for service in services if isinstance(services, list) else []:
+        if not isinstance(service, Mapping) or not str(service.get("id", "")).endswith(
+            "#atproto_pds"
+        ):
+            continue
+        endpoint = service.get("serviceEndpoint")
+        if isinstance(endpoint, str) and endpoint.startswith("https://"):
+            return endpoint.rstrip("/")
+    return None
 
 
 def _strong_ref(value: Any) -> dict[str, str] | None:

@@ -373,8 +373,10 @@ def test_check_settings_wants_credentials_queries_and_an_https_service() -> None
 
 # --------------------------------------------------------------------------- replies
 
-CREATE = f"{SERVICE}/xrpc/com.atproto.repo.createRecord"
-GET_RECORD = f"{SERVICE}/xrpc/com.atproto.repo.getRecord"
+# Repo calls go to the PDS named in the session's DID document, not to the entryway.
+PDS = "https://amanita.us-east.host.bsky.network"
+CREATE = f"{PDS}/xrpc/com.atproto.repo.createRecord"
+GET_RECORD = f"{PDS}/xrpc/com.atproto.repo.getRecord"
 BRAND_DID = SESSION_BODY["did"]
 KEY = "mention-7"
 RKEY = tid_for(KEY)
