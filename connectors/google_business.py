@@ -118,13 +118,18 @@ class GoogleBusinessConnector(Connector):
             reviews = body.get("reviews") or []
             if not isinstance(reviews, list):
                 raise PayloadError(f"{self.name}: reviews is not a list")
-            fresh = [r for r in reviews if is_newer(_updated(r), since)]
+            # An item without a time is passed on so map_items logs it; only a dated review at
+            # or before the mark proves the walk has reached what the last run saw.
+            fresh = [r for r in reviews if _updated(r) is None or is_newer(_updated(r), since)]
+            reached = any(
+                _updated(r) is not None and not is_newer(_updated(r), since) for r in reviews
+            )
             mentions = self.map_items(fresh, lambda r: self._mention(r, location), label=_label)
             newest = latest(newest, *(_updated(r) for r in fresh))
             token = (
                 body.get("nextPageToken") if isinstance(body.get("nextPageToken"), str) else None
             )
-            if not reviews or not token or len(fresh) < len(reviews):
+            if not reviews or not token or reached:
                 if newest:
                     marks[location] = newest.isoformat()
                 yield Page(items=mentions, cursor=self.dump_cursor(marks))

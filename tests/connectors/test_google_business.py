@@ -86,6 +86,42 @@ def test_the_next_run_stops_at_the_cursor():
 
 
 @respx.mock
+def test_an_empty_location_keeps_its_mark_and_each_location_has_its_own():
+    granted()
+    other = "7781203984756102938"
+    other_url = REVIEWS.replace(LOCATION, other)
+    respx.get(REVIEWS).mock(return_value=httpx.Response(200, json={}))
+    respx.get(other_url).mock(return_value=httpx.Response(200, json=load("reviews_page2.json")))
+    settings = ConnectorSettings(
+        name="gbp",
+        type="google_business",
+        options={"account_id": ACCOUNT, "location_ids": [LOCATION, other]},
+        credentials={"client_id": "cid", "client_secret": "cs", "refresh_token": "1//rt"},
+    )
+    mark = {LOCATION: "2026-11-24T08:30:00.123456+00:00"}
+    empty, second = GoogleBusinessConnector(settings, sleep=Sleeps()).fetch(json.dumps(mark))
+    assert empty.mentions == [] and json.loads(empty.cursor) == mark
+    assert [m.raw["location_id"] for m in second.mentions] == [other]
+    assert json.loads(second.cursor) == {**mark, other: "2026-11-23T16:00:00+00:00"}
+
+
+@respx.mock
+def test_a_review_without_a_time_does_not_end_the_walk_early(caplog):
+    granted()
+    page1 = load("reviews_page1.json")
+    page1["reviews"] = [{"reviewId": "AbFvNoTime", "starRating": "FIVE", "comment": "x"}]
+    route = respx.get(REVIEWS).mock(
+        side_effect=[
+            httpx.Response(200, json=page1),
+            httpx.Response(200, json=load("reviews_page2.json")),
+        ]
+    )
+    first, second = connector().fetch(json.dumps({LOCATION: "2026-11-01T00:00:00+00:00"}))
+    assert first.mentions == [] and "skipped review reviewId='AbFvNoTime'" in caplog.text
+    assert len(second.mentions) == 1 and route.call_count == 2
+
+
+@respx.mock
 def test_429_waits_and_a_refused_token_names_the_credential():
     grant = granted()
     respx.get(REVIEWS).mock(
