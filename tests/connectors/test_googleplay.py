@@ -209,6 +209,17 @@ def test_settings_name_a_bad_key_and_package(tmp_path):
         )
     )
     assert "cannot read" in missing[0]
+    keyless = GooglePlayConnector.check_settings(
+        ConnectorSettings(
+            name="play",
+            type="googleplay",
+            options={"package_name": PACKAGE},
+            credentials={"service_account_json": '{"client_email": "a@b.iam.gserviceaccount.com"}'},
+        )
+    )
+    assert keyless[0].startswith(
+        "connectors[play].credentials.service_account_json: the JSON key has no private_key"
+    )
 
 
 def test_a_key_file_path_works(key_json, tmp_path):
