@@ -13,16 +13,22 @@ Without a key: the public customer-reviews JSON feed, per country in `options.co
 sortby=mostrecent/json`, pages 1..10 of 50 (all Apple serves). Read-only: agents answer in App
 Store Connect and mark the case replied.
 
-Cursor and crash safety: reviews arrive newest first. The cursor keeps the newest time seen
-(per country for the feed) and moves only when a walk reaches it or ends, so a crash mid-walk
-re-reads pages and the store dedupes.
+Cursor and crash safety: reviews arrive newest first, so (as in mastodon.py) saving the newest
+time after page 1 would make a crash on page 2 skip pages 2..n for good. The cursor keeps the
+newest time seen and the ids at exactly that time (`{"api", "api_ids"}`, or per country under
+`feed`), and every page but the last of a walk keeps it unchanged; the walk stops at the first
+page that reaches the mark, and only then is it moved. A crash mid-walk re-reads the same pages
+and the store dedupes. A walk cut short by `options.max_pages` also leaves it unchanged (logged).
+
+Rate limits: Apple publishes none for the feed; App Store Connect answers 429 when an hourly
+quota is spent (`X-Rate-Limit` header), and triage.http waits per Retry-After.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,12 +46,11 @@ from connectors.base import (
     PermanentError,
     ReplyNotAllowed,
     SentReply,
-    is_newer,
     json_object,
-    latest,
     parse_time,
 )
 from connectors.reply import ReplyRules
+from triage.clock import utcnow
 from triage.config import ConnectorSettings
 from triage.domain import NewMention, ReplyTarget
 
@@ -153,9 +158,11 @@ class AppStoreConnector(Connector):
     def reply_unavailable(self) -> str | None:
         if not self.uses_api:
             return (
-                "App Store replies need an App Store Connect API key: add "
-                f"connectors[{self.name}].credentials.issuer_id, key_id and private_key; "
-                "until then answer in App Store Connect and mark the case replied"
+                "reviews read from Apple's public feed cannot be answered; App Store replies "
+                "need an App Store Connect API key with the Customer Support role: add "
+                f"connectors[{self.name}].credentials.issuer_id, key_id and private_key (or "
+                f"connectors[{self.name}].options.private_key_path); until then answer in App "
+                "Store Connect and mark the case replied"
             )
         return super().reply_unavailable()
 
@@ -169,26 +176,33 @@ class AppStoreConnector(Connector):
     # -- App Store Connect --------------------------------------------------------------------
 
     def _api_pages(self, saved: dict[str, Any]) -> Iterator[Page]:
-        since = parse_time(saved.get("api"))
-        newest = since
+        mark = Mark.load(saved.get("api"), saved.get("api_ids"))
         url: str | None = f"{ASC}/v1/apps/{self.app_id}/customerReviews"
         params: dict[str, str] | None = {"sort": "-createdDate", "limit": "200"}
         unchanged = self.dump_cursor(saved) if saved else None
+        seen = mark
         for _ in range(self.max_pages):
             body = self._object(self._asc("GET", url or "", params=params))
             data = body.get("data")
             if not isinstance(data, list):
                 raise PayloadError(f"{self.name}: customerReviews returned no data list")
-            fresh = [r for r in data if is_newer(_review_time(r), since)]
+            stamped = [(r, _review_time(r), _review_id(r)) for r in data]
+            fresh = [r for r, at, rid in stamped if mark.is_new(at, rid)]
             mentions = self.map_items(fresh, self._api_mention, label=_label)
-            newest = latest(newest, *(_review_time(r) for r in fresh))
+            seen = seen.after(stamped)
             links = body.get("links") if isinstance(body.get("links"), Mapping) else {}
             url, params = links.get("next"), None
-            if not data or not url or len(fresh) < len(data):
-                final = {**saved, "api": newest.isoformat()} if newest else saved
-                yield Page(items=mentions, cursor=self.dump_cursor(final) if final else None)
+            reached = any(mark.reached(at, rid) for _, at, rid in stamped)
+            if not data or not url or reached:
+                final = {**saved, **seen.dump("api")}
+                yield Page(items=mentions, cursor=self.dump_cursor(final) if seen.at else None)
                 return
             yield Page(items=mentions, cursor=unchanged)
+        self.log.info(
+            "stopped after %d pages (options.max_pages) before reaching the cursor; the next "
+            "run starts from the newest review again",
+            self.max_pages,
+        )
 
     def _api_mention(self, review: Mapping[str, Any]) -> NewMention:
         if not isinstance(review, Mapping):
@@ -280,7 +294,7 @@ class AppStoreConnector(Connector):
             ) from exc
 
     def _token(self) -> str:
-        now = time.time()
+        now = utcnow().timestamp()
         if self._jwt is None or now > self._jwt_expires - 60:
             self._jwt = jwt.encode(
                 {
@@ -302,20 +316,21 @@ class AppStoreConnector(Connector):
         marks: dict[str, Any] = dict(saved.get("feed") or {})
         countries = [c.strip().lower() for c in self.options.get("countries") or ["us"]]
         for country in dict.fromkeys(countries):
-            since = parse_time(marks.get(country))
-            newest = since
+            mark = Mark.load(*_feed_mark(marks.get(country)))
+            seen = mark
             for page in range(1, min(FEED_PAGES, self.max_pages) + 1):
                 url = FEED.format(country=country, page=page, app=self.app_id)
                 feed = self._object(self.send(self.client.build_request("GET", url))).get("feed")
-                entries = _entries(feed)
-                fresh = [e for e in entries if is_newer(_entry_time(e), since)]
+                stamped = [(e, _entry_time(e), _label_of(e, "id")) for e in _entries(feed)]
+                fresh = [e for e, at, rid in stamped if mark.is_new(at, rid)]
                 mentions = self.map_items(
                     fresh, lambda e, c=country: self._feed_mention(e, c), label=_entry_label
                 )
-                newest = latest(newest, *(_entry_time(e) for e in fresh))
-                done = not entries or len(fresh) < len(entries) or page == FEED_PAGES
-                if done and newest:
-                    marks[country] = newest.isoformat()
+                seen = seen.after(stamped)
+                reached = any(mark.reached(at, rid) for _, at, rid in stamped)
+                done = not stamped or reached or page == FEED_PAGES
+                if done and seen.at:
+                    marks[country] = seen.dump("at")
                 yield Page(items=mentions, cursor=self.dump_cursor({**saved, "feed": marks}))
                 if done:
                     break
@@ -369,6 +384,60 @@ def _signing_key(settings: ConnectorSettings) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError("not an EC P-256 key; App Store Connect keys are")
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A high-water mark: the newest review time seen and the ids at exactly that time.
+
+    The ids let a later review with the same timestamp through instead of skipping it.
+    """
+
+    at: datetime | None = None
+    ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def load(cls, at: Any, ids: Any) -> Mark:
+        listed = ids if isinstance(ids, list) else []
+        return cls(parse_time(at), frozenset(str(i) for i in listed))
+
+    def is_new(self, at: datetime | None, review_id: str) -> bool:
+        """Whether a review is past the mark; one without a time is passed on to be logged."""
+        if at is None or self.at is None or at > self.at:
+            return True
+        return at == self.at and review_id not in self.ids
+
+    def reached(self, at: datetime | None, review_id: str) -> bool:
+        """Whether a review shows the walk has come down to the mark."""
+        return at is not None and self.at is not None and not self.is_new(at, review_id)
+
+    def after(self, stamped: list[tuple[Any, datetime | None, str]]) -> Mark:
+        """This mark moved up to the newest of `stamped` (item, time, id) triples."""
+        at, ids = self.at, set(self.ids)
+        for _, moment, review_id in stamped:
+            if moment is None or not review_id:
+                continue
+            if at is None or moment > at:
+                at, ids = moment, {review_id}
+            elif moment == at:
+                ids.add(review_id)
+        return Mark(at, frozenset(ids))
+
+    def dump(self, key: str) -> dict[str, Any]:
+        if self.at is None:
+            return {}
+        return {key: self.at.isoformat(), f"{key}_ids": sorted(self.ids)}
+
+
+def _feed_mark(saved: Any) -> tuple[Any, Any]:
+    """A country's saved mark: {"at", "at_ids"}, or the bare time older cursors kept."""
+    if isinstance(saved, Mapping):
+        return saved.get("at"), saved.get("at_ids")
+    return saved, None
+
+
+def _review_id(review: Any) -> str:
+    return str(review.get("id") or "") if isinstance(review, Mapping) else ""
 
 
 def _entries(feed: Any) -> list[Any]:

@@ -84,7 +84,7 @@ def test_api_reviews_are_read_with_an_es256_token_and_paged(key, caplog):
     assert love.rating == 5.0 and slow.raw["territory"] == "GBR"
     assert "skipped review id='00000053-4b8e-2c11-7d15-4e2b00000002'" in caplog.text
     assert first.cursor is None
-    assert json.loads(second.cursor) == {"api": "2026-11-24T15:41:22+00:00"}
+    assert json.loads(second.cursor) == {"api": "2026-11-24T15:41:22+00:00", "api_ids": [R1]}
 
     request = route.calls[0].request
     assert dict(request.url.params) == {"sort": "-createdDate", "limit": "200"}
@@ -142,7 +142,9 @@ def test_the_public_feed_per_country_without_a_key(caplog):
     )
     assert charged.engagement == 4 and charged.raw["version"] == "4.12.0"
     assert "skipped review id='11223344555'" in caplog.text
-    assert json.loads(batches[-1].cursor) == {"feed": {"us": "2026-11-24T14:12:03+00:00"}}
+    assert json.loads(batches[-1].cursor) == {
+        "feed": {"us": {"at": "2026-11-24T14:12:03+00:00", "at_ids": ["11223344556"]}}
+    }
     assert us.call_count == 1 and lv.call_count == 1
 
 
@@ -244,3 +246,154 @@ def test_a_5xx_is_uncertain_and_find_reply_reads_the_response(key):
     assert found is not None and found.already_there
     lookup.mock(return_value=httpx.Response(404, json={"errors": [{"status": "404"}]}))
     assert api(key).find_reply(target(), "k") is None
+
+
+@respx.mock
+def test_a_review_at_the_cursor_time_with_a_new_id_is_kept(key):
+    page = load("reviews_page1.json")
+    twin = json.loads(json.dumps(page["data"][0]))
+    twin["id"] = "00000053-4b8e-2c11-7d15-4e2b00000009"
+    page["data"] = [twin, page["data"][0]]
+    route = respx.get(url__startswith=REVIEWS).mock(return_value=httpx.Response(200, json=page))
+    cursor = json.dumps({"api": "2026-11-24T15:41:22+00:00", "api_ids": [R1]})
+    [batch] = api(key).fetch(cursor)
+    assert [m.external_id for m in batch.mentions] == [twin["id"]]
+    assert json.loads(batch.cursor)["api_ids"] == [R1, twin["id"]]
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_an_empty_api_page_keeps_the_cursor(key):
+    respx.get(url__startswith=REVIEWS).mock(
+        return_value=httpx.Response(200, json={"data": [], "links": {"self": REVIEWS}})
+    )
+    cursor = json.dumps({"api": "2026-11-24T15:41:22+00:00", "api_ids": [R1]})
+    [batch] = api(key).fetch(cursor)
+    assert batch.mentions == [] and json.loads(batch.cursor) == json.loads(cursor)
+    [fresh] = api(key).fetch(None)
+    assert fresh.mentions == [] and fresh.cursor is None
+
+
+@respx.mock
+def test_api_429_waits_per_retry_after_then_reads(key):
+    respx.get(url__startswith=REVIEWS).mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(200, json=load("reviews_page2.json")),
+        ]
+    )
+    connector = api(key)
+    [batch] = connector.fetch(None)
+    assert [m.raw["territory"] for m in batch.mentions] == ["GBR"]
+    assert connector._sleep == [7.0]
+
+
+@respx.mock
+def test_a_crash_mid_walk_rereads_instead_of_skipping(key):
+    respx.get(url__startswith=REVIEWS).mock(
+        side_effect=[
+            httpx.Response(200, json=load("reviews_page1.json")),
+            httpx.Response(500),
+            httpx.Response(500),
+            httpx.Response(500),
+            httpx.Response(500),
+        ]
+    )
+    batches = api(key).fetch(json.dumps({"api": "2026-11-20T00:00:00+00:00"}))
+    first = next(batches)
+    assert json.loads(first.cursor) == {"api": "2026-11-20T00:00:00+00:00"}
+    with pytest.raises(TransientError):
+        next(batches)
+
+
+@respx.mock
+def test_the_token_is_reused_until_shortly_before_it_expires(key, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    import connectors.appstore as appstore
+
+    now = [datetime(2026, 11, 25, 1, 0, tzinfo=UTC)]
+    monkeypatch.setattr(appstore, "utcnow", lambda: now[0])
+    connector = api(key)
+    first = connector._token()
+    now[0] += timedelta(minutes=18)
+    assert connector._token() == first
+    now[0] += timedelta(minutes=1, seconds=30)
+    renewed = connector._token()
+    assert renewed != first
+    claims = jwt.decode(
+        renewed,
+        key.public_key(),
+        algorithms=["ES256"],
+        audience="appstoreconnect-v1",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims["iat"] == int(now[0].timestamp())
+
+
+@respx.mock
+def test_the_next_feed_run_stops_at_the_country_cursor():
+    page1 = respx.get(FEED.format("us", 1)).mock(
+        return_value=httpx.Response(200, json=load("feed_us.json"))
+    )
+    page2 = respx.get(FEED.format("us", 2))
+    cursor = json.dumps({"feed": {"us": {"at": "2026-11-24T14:12:03+00:00", "at_ids": []}}})
+    [batch] = feed().fetch(cursor)
+    assert [m.external_id for m in batch.mentions] == ["11223344556"]
+    [again] = feed().fetch(batch.cursor)
+    assert again.mentions == [] and again.cursor == batch.cursor
+    assert page1.call_count == 2 and page2.call_count == 0
+
+
+@respx.mock
+def test_feed_401_is_an_auth_error():
+    respx.get(FEED.format("us", 1)).mock(return_value=httpx.Response(401))
+    with pytest.raises(AuthError):
+        list(feed().fetch(None))
+
+
+def test_settings_need_an_app_id_and_an_ec_key(key, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def check(options: dict, credentials: dict) -> list[str]:
+        return AppStoreConnector.check_settings(
+            ConnectorSettings(name="ios", type="appstore", options=options, credentials=credentials)
+        )
+
+    [missing] = check({}, {})
+    assert missing.startswith("connectors[ios].options.app_id: required option is missing")
+    rsa_pem = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    creds = {"issuer_id": ISSUER, "key_id": KEY_ID}
+    assert check({"app_id": APP}, {**creds, "private_key": rsa_pem}) == [
+        "connectors[ios].credentials.private_key: not an EC P-256 key; App Store Connect keys are"
+    ]
+    p8 = tmp_path / f"AuthKey_{KEY_ID}.p8"
+    p8.write_text(pem(key), encoding="utf-8")
+    assert check({"app_id": APP, "private_key_path": str(p8)}, creds) == []
+    [gone] = check({"app_id": APP, "private_key_path": str(tmp_path / "nope.p8")}, creds)
+    assert gone.startswith("connectors[ios].credentials.private_key: cannot read")
+
+
+def test_reply_unavailable_names_the_missing_credentials():
+    reason = feed().reply_unavailable()
+    assert reason is not None
+    assert "connectors[ios].credentials.issuer_id, key_id and private_key" in reason
+    assert "public feed" in reason
+
+
+@respx.mock
+def test_a_repeated_reply_overwrites_instead_of_adding(key):
+    route = respx.post(RESPONSES).mock(
+        return_value=httpx.Response(201, json=load("response_created.json"))
+    )
+    connector = api(key)
+    assert connector.reply_is_idempotent
+    one = connector.reply(target(), "Sorry", key="k")
+    two = connector.reply(target(), "Sorry", key="k")
+    assert one.external_id == two.external_id
+    bodies = [json.loads(call.request.content) for call in route.calls]
+    assert bodies[0] == bodies[1]
+    auth = route.calls[0].request.headers["Authorization"]
+    assert auth.startswith("Bearer ") and route.calls[0].request.headers["Content-Type"] == (
+        "application/json"
+    )
