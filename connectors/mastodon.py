@@ -44,6 +44,7 @@ or direct mention, so a private conversation stays private, and is public otherw
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -231,7 +232,11 @@ class MastodonConnector(Connector):
                     headers={"Authorization": f"Bearer {self.credentials['access_token']}"},
                 )
             )
-            statuses = response.json()
+            self._log_rate_limit(response)
+            try:
+                statuses = response.json()
+            except ValueError as exc:
+                raise PayloadError(f"{self.name}: the #{tag} timeline is not JSON ({exc})") from exc
             if not isinstance(statuses, list):
                 raise PayloadError(f"{self.name}: the #{tag} timeline is not a list")
             mentions = self.map_items(
@@ -246,6 +251,12 @@ class MastodonConnector(Connector):
                 yield Page(items=mentions, cursor=self.dump_cursor({**state, "tags": marks}))
                 return
             yield Page(items=mentions, cursor=cursor)
+        self.log.info(
+            "#%s: stopped after %d pages (options.max_pages); the mark stays, so the next run "
+            "reads these pages again",
+            tag,
+            self.max_pages,
+        )
 
     def build_request(self, cursor: str | None, page_token: str | None) -> httpx.Request | None:
         params: list[tuple[str, str]] = [("types[]", "mention"), ("limit", str(PAGE_SIZE))]
@@ -402,7 +413,10 @@ def _addressed(target: ReplyTarget, text: str) -> str:
     """The reply with the author's @name in front, unless the agent already wrote it."""
     handle = (target.author_handle or "").strip()
     body = text.strip()
-    if not handle or body.lower().startswith(handle.lower()):
+    if not handle:
+        return body
+    # "@ruta_k thanks" is addressed; "@ruta_kalnina thanks" names someone else.
+    if re.match(re.escape(handle) + r"(?![\w@.-]*\w)", body, re.IGNORECASE):
         return body
     return f"{handle} {body}"
 

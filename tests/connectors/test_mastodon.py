@@ -14,7 +14,7 @@ import respx
 
 import triage.http
 from connectors.base import AuthError, ReplyNotAllowed, SentReply, TransientError
-from connectors.mastodon import MastodonConnector
+from connectors.mastodon import MastodonConnector, _addressed
 from triage.config import ConnectorSettings
 from triage.domain import Batch, ReplyTarget
 
@@ -385,6 +385,33 @@ def test_a_5xx_on_the_reply_is_not_retried_and_is_uncertain() -> None:
         connector().reply(target(), "hi", key="k")
     assert raised.value.uncertain and route.call_count == 1
     assert MastodonConnector.reply_is_idempotent  # the same key may be sent again safely
+
+
+@respx.mock
+def test_the_same_key_twice_sends_the_same_idempotency_key_and_gets_the_same_status() -> None:
+    # Mastodon answers a repeated Idempotency-Key with the status it already made.
+    route = respx.post(STATUSES).mock(
+        return_value=httpx.Response(200, json=page("status_created.json"))
+    )
+    first = connector().reply(target(), "On it.", key="mention-7")
+    again = connector().reply(target(), "On it.", key="mention-7")
+    assert first == again and first.external_id == "114107511200450071"
+    requests = [call.request for call in route.calls]
+    assert [r.headers["Idempotency-Key"] for r in requests] == ["mention-7", "mention-7"]
+    assert requests[0].content == requests[1].content
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("@ruta_k, thanks!", "@ruta_k, thanks!"),
+        ("@RUTA_K thanks", "@RUTA_K thanks"),
+        ("@ruta_kalnina will help", "@ruta_k @ruta_kalnina will help"),
+        ("thanks @ruta_k", "@ruta_k thanks @ruta_k"),
+    ],
+)
+def test_the_name_is_added_unless_the_reply_already_starts_with_it(text, sent) -> None:
+    assert _addressed(target(), text) == sent
 
 
 # --------------------------------------------------------------------------- hashtags
