@@ -57,6 +57,8 @@ from triage.domain import NewMention, ReplyTarget
 ASC = "https://api.appstoreconnect.apple.com"
 FEED = "https://itunes.apple.com/{country}/rss/customerreviews/page={page}/id={app}/sortby=mostrecent/json"
 STORE_URL = "https://apps.apple.com/{country}/app/id{app}?see-all=reviews"
+# Without a known store code, the country-less page sends each reader to their own store.
+ANY_STORE_URL = "https://apps.apple.com/app/id{app}?see-all=reviews"
 FEED_PAGES = 10
 TOKEN_SECONDS = 20 * 60  # Apple's maximum
 _COUNTRY = re.compile(r"^[a-z]{2}$")
@@ -223,7 +225,7 @@ class AppStoreConnector(Connector):
             platform=self.platform,
             text=body or title or "",
             title=title if body else None,
-            url=STORE_URL.format(country=TERRITORIES.get(territory, "us"), app=self.app_id),
+            url=_store_url(self.app_id, TERRITORIES.get(territory)),
             author_name=str(attributes.get("reviewerNickname") or "").strip() or None,
             created_at=created,
             rating=_rating(attributes.get("rating"), review_id),
@@ -427,6 +429,12 @@ class Mark:
         if self.at is None:
             return {}
         return {key: self.at.isoformat(), f"{key}_ids": sorted(self.ids)}
+
+
+def _store_url(app_id: str, country: str | None) -> str:
+    if country:
+        return STORE_URL.format(country=country, app=app_id)
+    return ANY_STORE_URL.format(app=app_id)
 
 
 def _feed_mark(saved: Any) -> tuple[Any, Any]:

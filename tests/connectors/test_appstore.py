@@ -82,6 +82,7 @@ def test_api_reviews_are_read_with_an_es256_token_and_paged(key, caplog):
     assert lv.author_name == "ruta_k" and lv.created_at.isoformat() == "2026-11-24T15:41:22+00:00"
     assert lv.url == f"https://apps.apple.com/lv/app/id{APP}?see-all=reviews"
     assert love.rating == 5.0 and slow.raw["territory"] == "GBR"
+    assert slow.url == f"https://apps.apple.com/gb/app/id{APP}?see-all=reviews"
     assert "skipped review id='00000053-4b8e-2c11-7d15-4e2b00000002'" in caplog.text
     assert first.cursor is None
     assert json.loads(second.cursor) == {"api": "2026-11-24T15:41:22+00:00", "api_ids": [R1]}
@@ -397,3 +398,12 @@ def test_a_repeated_reply_overwrites_instead_of_adding(key):
     assert auth.startswith("Bearer ") and route.calls[0].request.headers["Content-Type"] == (
         "application/json"
     )
+
+
+@respx.mock
+def test_an_unmapped_territory_links_the_country_less_store_page(key):
+    page = load("reviews_page2.json")
+    page["data"][0]["attributes"]["territory"] = "ZZZ"
+    respx.get(url__startswith=REVIEWS).mock(return_value=httpx.Response(200, json=page))
+    [batch] = api(key).fetch(None)
+    assert batch.mentions[0].url == f"https://apps.apple.com/app/id{APP}?see-all=reviews"
