@@ -33,7 +33,7 @@ INTENTS = (
     "praise",
     "other",
 )
-NEIGHBOURS = 7
+NEIGHBOURS = 5
 # Softmax temperature over cosine similarities: e5 similarities sit close together.
 TEMPERATURE = 0.02
 

