@@ -252,11 +252,24 @@ class Connector:
 
     def build_request(self, cursor: str | None, page_token: str | None) -> httpx.Request | None:
         """The request for one page, or None when there is nothing to ask for."""
-        raise NotImplementedError(f"{type(self).__name__} must implement build_request or pages")
+        return None
 
     def parse_page(self, response: httpx.Response, cursor: str | None) -> Page:
         """Mentions, next page token and new cursor from one response."""
-        raise NotImplementedError(f"{type(self).__name__} must implement parse_page or pages")
+        return Page(items=[])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A source either walks its own pages or fills in both hooks; anything else would fetch
+        # nothing without a word, so it is refused when the class is defined.
+        super().__init_subclass__(**kwargs)
+        own_pages = cls.pages is not Connector.pages
+        hooks = (cls.build_request is not Connector.build_request) + (
+            cls.parse_page is not Connector.parse_page
+        )
+        if not own_pages and hooks != 2:
+            raise TypeError(
+                f"{cls.__name__} must implement pages, or both build_request and parse_page"
+            )
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send through the shared retry policy; errors name this connector."""

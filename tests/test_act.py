@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -11,7 +12,7 @@ import pytest
 import respx
 from sqlmodel import select
 
-from connectors.base import Connector
+from connectors.base import Connector, Page
 from connectors.reply import ReplyNotAllowed, ReplyRules, SentReply
 from triage.act import (
     LEASE,
@@ -42,6 +43,9 @@ class EchoConnector(Connector):
     platform = "echo"
     uses_queries = False
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(max_length=20)
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        return iter(())  # these tests only reply
 
     def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
         request = self.client.build_request(

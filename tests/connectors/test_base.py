@@ -236,3 +236,16 @@ def test_unreadable_cursor_is_logged_and_ignored(caplog: pytest.LogCaptureFixtur
     assert "ignoring unreadable cursor" in caplog.text
     state = {"b": 1, "a": "ż"}
     assert connector.load_cursor(connector.dump_cursor(state)) == state
+
+
+def test_a_connector_without_pages_or_both_hooks_is_refused_when_defined() -> None:
+    from connectors.base import Connector
+
+    with pytest.raises(TypeError, match="must implement pages, or both build_request"):
+
+        class HalfDone(Connector):
+            type = "half"
+            platform = "half"
+
+            def build_request(self, cursor, page_token):
+                return None

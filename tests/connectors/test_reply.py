@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
 
-from connectors.base import Connector
+from connectors.base import Connector, Page
 from connectors.reply import LengthUnit, ReplyNotAllowed, ReplyRules, SentReply, measure
 from triage.config import ConnectorSettings
 from triage.domain import ReplyTarget
@@ -44,6 +45,9 @@ class Demo(Connector):
     reply_credentials = ("token",)
     expected: ClassVar = {"token": "a token with the write scope"}
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(max_length=10, unit=LengthUnit.GRAPHEMES)
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        return iter(())  # these tests only reply
 
     def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
         self.posted.append((target.external_id, text, key))

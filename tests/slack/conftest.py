@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from connectors.base import Connector
+from connectors.base import Connector, Page
 from connectors.reply import ReplyRules, SentReply
 from tests.slack.fake_slack import FakeSlack, start_fake_slack
 from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
@@ -97,6 +97,9 @@ class ChatConnector(Connector):
     platform = "chat"
     uses_queries = False
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(max_length=40)
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        return iter(())  # these tests only reply
 
     def post_reply(self, target: ReplyTarget, text: str, *, key: str) -> SentReply:
         request = self.client.build_request(
