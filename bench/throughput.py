@@ -4,10 +4,11 @@ Run by hand on an idle machine (each variant in its own process, so peak memory 
 
     .venv/bin/python bench/throughput.py --texts 1000
 
-naive: `transformers.pipeline("feature-extraction")` on the same converted e5-small, one text per
-call (batch 1), mean pooling and the sentiment head in numpy afterwards.
-ours: models.sentiment (batches sorted by length so padding stays small, torch.inference_mode,
-torch threads set to the cores), at several batch sizes.
+naive: `transformers.pipeline("feature-extraction")` on the same weights (converted e5-small with
+the sentiment adapter merged, fp32), one text per call (batch 1), mean pooling, then the head.
+ours: models.encoder (bf16 weights where the CPU has bf16 units, batches sorted by length so
+padding stays small, torch.inference_mode, torch threads set to the cores) at several batch
+sizes, then the head; `--fp32` adds our batching in fp32.
 """
 
 from __future__ import annotations
@@ -43,33 +44,44 @@ def load_texts(count: int) -> list[str]:
     return texts[:count]
 
 
+def _head():
+    """The shipped sentiment head's layers (applied alike in every variant)."""
+    from models.sentiment import HEAD_FILE, WEIGHTS_DIR, _load_head
+
+    return _load_head(WEIGHTS_DIR / HEAD_FILE)[0]
+
+
 def run_naive(texts: list[str]) -> None:
     import numpy as np
     from transformers import pipeline
 
-    from models.encoder import QUERY_PREFIX, bundled_model_dir
-    from models.sentiment import get_sentiment_model
+    from models.encoder import QUERY_PREFIX, Encoder
+    from models.sentiment import head_forward
 
-    head = get_sentiment_model()
-    folder = str(bundled_model_dir())
-    extract = pipeline("feature-extraction", model=folder, tokenizer=folder, framework="pt")
+    head = _head()
+    # The same weights as ours (the adapter merged), in fp32, through the stock pipeline.
+    same = Encoder(precision="fp32")
+    extract = pipeline("feature-extraction", model=same._model, tokenizer=same.tokenizer)
     extract(QUERY_PREFIX + texts[0])  # warm-up
     started = time.perf_counter()
     for text in texts:
         hidden = np.asarray(extract(QUERY_PREFIX + text, truncation=True, max_length=128))[0]
         pooled = hidden.mean(axis=0)
-        head.predict_embeddings((pooled / np.linalg.norm(pooled))[None, :].astype(np.float32))
+        head_forward(head, (pooled / np.linalg.norm(pooled))[None, :].astype(np.float32))
     report("naive pipeline, batch 1", len(texts), time.perf_counter() - started)
 
 
-def run_ours(texts: list[str], batch_size: int) -> None:
-    from models.sentiment import get_sentiment_model
+def run_ours(texts: list[str], batch_size: int, precision: str) -> None:
+    from models.encoder import Encoder
+    from models.sentiment import head_forward
 
-    model = get_sentiment_model(batch_size=batch_size)
-    model.predict(texts[:batch_size])  # warm-up
+    head = _head()
+    encoder = Encoder(batch_size=batch_size, precision=precision)
+    encoder.embed(texts[:batch_size])  # warm-up
     started = time.perf_counter()
-    model.predict(texts)
-    report(f"triage, batch {batch_size}", len(texts), time.perf_counter() - started)
+    head_forward(head, encoder.embed(texts))
+    name = f"triage, batch {batch_size}, {encoder.precision}"
+    report(name, len(texts), time.perf_counter() - started)
 
 
 def report(name: str, count: int, seconds: float) -> None:
@@ -81,6 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--batch-sizes", default="16,32,64")
+    parser.add_argument("--fp32", action="store_true", help="also measure fp32 at each batch size")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -88,10 +101,13 @@ def main() -> int:
         if args.variant == "naive":
             run_naive(texts)
         else:
-            run_ours(texts, int(args.variant))
+            size, _, precision = args.variant.partition("-")
+            run_ours(texts, int(size), precision or "auto")
         return 0
     results = []
-    for variant in ["naive", *args.batch_sizes.split(",")]:
+    sizes = args.batch_sizes.split(",")
+    variants = ["naive", *sizes, *([f"{size}-fp32" for size in sizes] if args.fp32 else [])]
+    for variant in variants:
         out = subprocess.run(
             [sys.executable, __file__, "--texts", str(args.texts), "--variant", variant],
             capture_output=True,

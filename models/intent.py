@@ -33,7 +33,10 @@ INTENTS = (
     "praise",
     "other",
 )
-NEIGHBOURS = 5
+NEIGHBOURS = 11
+# k, the temperature and the head's L2 penalty were chosen on models/data/intent_validation.jsonl
+# (python -m models.tune_intent). L2 None: the neighbours vote on complaints as well.
+L2: float | None = 1e-4
 # Softmax temperature over cosine similarities: e5 similarities sit close together.
 TEMPERATURE = 0.02
 
@@ -76,8 +79,28 @@ def read_examples(path: Path = EXAMPLES) -> list[Example]:
     return examples
 
 
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Logistic regression of y (0/1) on rows of x with an L2 penalty; (weights, bias)."""
+    import torch
+
+    xt, yt = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y.astype(np.float64))
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt)
+        loss = loss + l2 * (w @ w)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), float(b.item())
+
+
 class IntentModel:
-    """k-nearest labelled examples, weighted by similarity."""
+    """Intent from the k nearest labelled examples; complaint from a head fitted on them."""
 
     def __init__(
         self,
@@ -86,6 +109,7 @@ class IntentModel:
         *,
         neighbours: int = NEIGHBOURS,
         temperature: float = TEMPERATURE,
+        l2: float | None = L2,
     ):
         self.examples = examples if examples is not None else read_examples()
         if not self.examples:
@@ -96,6 +120,10 @@ class IntentModel:
         self._matrix = np.asarray(encoder.embed([e.text for e in self.examples]), np.float32)
         self._complaint = np.array([e.complaint for e in self.examples], dtype=np.float32)
         self._intent = np.array([INTENTS.index(e.intent) for e in self.examples])
+        # Fitted at load from the committed examples (well under a second), so it never goes
+        # stale against them; None keeps the neighbours' vote for complaints too.
+        both = 0 < self._complaint.sum() < len(self._complaint)
+        self._head = fit_logistic(self._matrix, self._complaint, l2) if l2 and both else None
 
     def predict_embeddings(self, embeddings: np.ndarray) -> list[IntentResult]:
         """Complaint probability and intent for rows of unit-length embeddings."""
@@ -103,9 +131,13 @@ class IntentModel:
         if emb.size == 0:
             return []
         similarity = emb @ self._matrix.T
+        head = None
+        if self._head is not None:
+            w, b = self._head
+            head = 1.0 / (1.0 + np.exp(-(emb.astype(np.float64) @ w + b)))
         nearest = np.argsort(-similarity, axis=1)[:, : self.neighbours]
         results = []
-        for row, idx in zip(similarity, nearest, strict=True):
+        for n, (row, idx) in enumerate(zip(similarity, nearest, strict=True)):
             close = row[idx]
             weights = np.exp((close - close.max()) / self.temperature)
             weights /= weights.sum()
@@ -113,7 +145,9 @@ class IntentModel:
             np.add.at(votes, self._intent[idx], weights)
             results.append(
                 IntentResult(
-                    complaint_probability=float(weights @ self._complaint[idx]),
+                    complaint_probability=float(
+                        head[n] if head is not None else weights @ self._complaint[idx]
+                    ),
                     intent=INTENTS[int(votes.argmax())],
                     similarity=float(close.max()),
                 )

@@ -54,6 +54,16 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive outscores a random negative."""
+    truth = np.asarray(truth).astype(bool)
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        return 0.5
+    ranks = _ranks(np.asarray(scores, dtype=float))
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     order = values.argsort(kind="mergesort")
     ranks = np.empty(len(values), dtype=float)

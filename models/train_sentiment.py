@@ -326,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="embedding cache (default: triage cache dir)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--encoder", default="bundled")
+    parser.add_argument(
+        "--adapter", default="bundled", help="LoRA file from models.train_adapter, or 'none'"
+    )
     parser.add_argument("--embed-only", action="store_true", help="fill the cache and stop")
     parser.add_argument("--quick", action="store_true", help="small grid, for trying changes")
     args = parser.parse_args(argv)
@@ -359,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tweeteval_test,
     ]
 
-    encoder = get_encoder(args.encoder)
+    adapter = None if args.adapter == "none" else args.adapter
+    encoder = get_encoder(args.encoder, adapter=adapter)
     for split in splits:
         embed_cached(split, encoder, cache)
     if args.embed_only:
@@ -377,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     keep = np.setdiff1d(np.arange(len(ltec_all.texts)), holdout)
     ltec_fit, ltec_holdout = ltec_all.subset(keep, "ltec-fit"), ltec_all.subset(holdout, "ltec-val")
-    brand.weights[:] = 2.0
+    # The domain the product serves (and the only Polish rows): each counts four times.
+    brand.weights[:] = 4.0
     vader = vader_bands(vader_all, vader_ratings, VADER_NEUTRAL, VADER_POLAR)
     # 1,430 of TweetEval's 2,000 validation tweets are also in UMSAB's English train split; scoring
     # on them would reward memorising, so only the unseen ones take part in tuning.

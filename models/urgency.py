@@ -17,9 +17,11 @@ from pathlib import Path
 
 CUES_DIR = Path(__file__).parent / "cues"
 NON_COMPLAINT_INTENTS = frozenset({"question", "praise"})
-# How much the example-based complaint model counts against the cue blend (chosen by
-# leave-one-out on the examples, models/tune_intent.py).
+# How much the example-based complaint model counts against the cue blend (chosen on the
+# validation mentions, models/tune_intent.py).
 MODEL_SHARE = 0.75
+# The complaint probability given to praise contradicted by a problem (sarcasm).
+SARCASM_FLOOR = 0.6
 # Negation flips these only: "not bad", "not happy". "not working" stays a complaint.
 NEGATABLE_INTENTS = frozenset({"anger", "praise"})
 NEGATION_WINDOW = 3
@@ -196,6 +198,9 @@ class UrgencyScorer:
             points.append((value, f"{_ordinal(signals.prior_contacts + 1)} message this week"))
 
         complaint_probability = _complaint_probability(signals, bool(complaint_intents))
+        if _contradicted_praise(signals, names):
+            # Irony fools the sentiment model and the examples alike; the cues catch it.
+            complaint_probability = max(complaint_probability, SARCASM_FLOOR)
         escalations = [i for i in intents if i.escalate]
         score = round(min(100.0, sum(value for value, _ in points)))
         if escalations:
@@ -243,8 +248,15 @@ def _complaint_probability(signals: Signals, has_complaint_cue: bool) -> float:
     return MODEL_SHARE * signals.model_complaint + (1 - MODEL_SHARE) * value
 
 
+def _contradicted_praise(signals: Signals, intents: set[str]) -> bool:
+    """Praise words or a positive tone next to a problem: "Great, lost my parcel again 🙃"."""
+    problems = intents - NON_COMPLAINT_INTENTS
+    praising = "praise" in intents or signals.p_positive >= 0.5
+    return bool(problems) and (praising or "sarcasm" in problems)
+
+
 def _kind(signals: Signals, complaint_probability: float, intents: set[str]) -> str:
-    if complaint_probability >= 0.5:
+    if complaint_probability >= 0.5 or _contradicted_praise(signals, intents):
         return "complaint"
     if "question" in intents or "?" in signals.text:
         return "question"

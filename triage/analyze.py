@@ -70,6 +70,7 @@ class Analyzer:
             max_length=models.max_length,
             batch_size=models.batch_size,
             threads=models.threads,
+            precision=models.precision,
         )
         self.language = language or LanguageDetectorService(models.languages)
         self.scorer = scorer or UrgencyScorer(models.urgency.weights())

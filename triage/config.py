@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -165,6 +165,11 @@ class ModelSettings(_Section):
     batch_size: int = Field(default=32, ge=1, le=512)
     max_length: int = Field(default=128, ge=16, le=512)
     threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="encoder weights: bf16 (about 3x faster where the CPU has bf16 units), fp32, "
+        "or auto (bf16 where the CPU supports it natively)",
+    )
     urgency: UrgencySettings = Field(default_factory=UrgencySettings)
 
     @field_validator("languages")

@@ -24,6 +24,7 @@ from models.metrics import (
     expected_calibration_error,
     macro_f1,
     macro_recall,
+    roc_auc,
     spearman,
 )
 from models.sentiment import LABELS
@@ -68,6 +69,8 @@ class Report:
     calibration: dict[str, float] = field(default_factory=dict)
     language_accuracy: dict[str, tuple[float, int]] = field(default_factory=dict)
     throughput: float = 0.0
+    # Precision, recall (percent) and ROC AUC of the complaint verdict on the complaint set.
+    complaint_detail: dict[str, float] = field(default_factory=dict)
     model_version: str = ""
     limit: int | None = None
 
@@ -158,6 +161,13 @@ def evaluate(analyzer: Analyzer, benchmarks: Path, *, limit: int | None = None) 
         ],
         dtype=int,
     )
+    scores = np.array([outputs[row["text"]].urgency.complaint_probability for row in complaints])
+    hits = int((predicted & is_complaint).sum())
+    report.complaint_detail = {
+        "precision": 100 * hits / max(int(predicted.sum()), 1),
+        "recall": 100 * hits / max(int(is_complaint.sum()), 1),
+        "auc": roc_auc(is_complaint, scores),
+    }
     report.rows.append(
         Row(
             "Complaints (Preotiuc-Pietro 2019)",
@@ -249,6 +259,16 @@ def model_card(report: Report, *, today: date | None = None) -> str:
         f"Throughput of the whole analysis (language, sentiment, urgency) on the complaint "
         f"tweets: **{report.throughput:.0f} mentions/s** on this machine.",
         "",
+    ]
+    if report.complaint_detail:
+        detail = report.complaint_detail
+        lines += [
+            f"Complaint verdict (probability >= {COMPLAINT_THRESHOLD}): precision "
+            f"{detail['precision']:.1f}%, recall {detail['recall']:.1f}%; ROC AUC of the "
+            f"probability {detail['auc']:.3f} (how well it ranks complaints above the rest).",
+            "",
+        ]
+    lines += [
         "## Calibration and confusion (sentiment)",
         "",
         "Expected calibration error of the top class (10 bins; 0 is perfect), and the confusion",

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 
 from models.encoder import (
+    ADAPTER_FILE,
     MANIFEST,
+    WEIGHTS_DIR,
     E5FormatError,
     Encoder,
+    bf16_supported,
     bundled_model_dir,
     bundled_source_file,
     ensure_converted,
@@ -223,7 +226,8 @@ def test_bundled_folder_is_verified_and_shaped_like_e5_small(encoder: Encoder) -
     assert config["num_attention_heads"] == 12 and config["intermediate_size"] == 1536
     assert config["max_position_embeddings"] == 512 and config["vocab_size"] == 250037
     assert config["layer_norm_eps"] == pytest.approx(1e-12)
-    assert encoder.version == f"e5-small-q4@{folder.name.rsplit('-', 1)[-1]}"
+    adapter = hashlib.sha256((WEIGHTS_DIR / ADAPTER_FILE).read_bytes()).hexdigest()[:12]
+    assert encoder.version == f"e5-small-q4@{folder.name.rsplit('-', 1)[-1]}+lora@{adapter}"
     assert encoder.dim == 384
 
 
@@ -251,8 +255,12 @@ def test_batches_keep_input_order(encoder: Encoder) -> None:
         "medium length text here",
     ]
     together = encoder.embed(texts)
+    # bf16 sums in a different order when the batch shape changes: equal to about 3 digits.
+    atol = 2e-3 if encoder.precision == "bf16" else 2e-5
     for i, text in enumerate(texts):
-        np.testing.assert_allclose(together[i], encoder.embed([text])[0], atol=2e-5)
+        alone = encoder.embed([text])[0]
+        np.testing.assert_allclose(together[i], alone, atol=atol)
+        assert together[i] @ alone > 0.9995
 
 
 def test_cross_lingual_paraphrases_are_closer_than_unrelated_texts(encoder: Encoder) -> None:
@@ -282,3 +290,17 @@ def test_long_emoji_and_rtl_texts_embed(encoder: Encoder) -> None:
 
 def test_get_encoder_is_shared(encoder: Encoder) -> None:
     assert get_encoder() is encoder
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Encoder(precision="fp16")
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="this CPU has no native bf16")
+def test_bf16_embeddings_match_fp32(encoder: Encoder) -> None:
+    texts = ["Zamówienie nie dotarło", "Great, lost my parcel again 🙃", "Paldies!"]
+    fp32 = get_encoder(precision="fp32")
+    assert (encoder.precision, fp32.precision) == ("bf16", "fp32")
+    cosine = (encoder.embed(texts) * fp32.embed(texts)).sum(axis=1)
+    assert cosine.min() > 0.999

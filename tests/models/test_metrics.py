@@ -44,3 +44,14 @@ def test_spearman_handles_ties_and_constants():
     # ties: ranks of [1, 1, 2] are [1.5, 1.5, 3]
     assert spearman(np.array([1, 1, 2]), np.array([1, 2, 3])) == pytest.approx(0.8660254)
     assert spearman(np.array([5, 5, 5]), np.array([1, 2, 3])) == 0.0
+
+
+def test_roc_auc_by_hand():
+    from models.metrics import roc_auc
+
+    truth = np.array([1, 1, 0, 0])
+    assert roc_auc(truth, np.array([0.9, 0.8, 0.2, 0.1])) == 1.0
+    assert roc_auc(truth, np.array([0.1, 0.2, 0.8, 0.9])) == 0.0
+    # One positive (0.5) ties one negative (0.5): that pair counts half; 3.5 of 4 pairs.
+    assert roc_auc(truth, np.array([0.9, 0.5, 0.5, 0.1])) == 0.875
+    assert roc_auc(np.array([1, 1]), np.array([0.3, 0.4])) == 0.5
