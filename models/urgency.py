@@ -95,7 +95,8 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
 
 
-def _pattern(cue: str) -> re.Pattern[str]:
+def cue_pattern(cue: str) -> re.Pattern[str]:
+    """A cue as a regex on normalised text: word boundaries, a trailing * for a prefix."""
     cue = normalise(cue.strip())
     prefix = cue.endswith("*")
     body = r"\s+".join(re.escape(part) for part in cue.rstrip("*").split())
@@ -117,11 +118,11 @@ def load_cues(language: str, cues_dir: Path = CUES_DIR) -> CueSet | None:
             reason=spec["reason"],
             weight=float(spec.get("weight", 0)),
             escalate=bool(spec.get("escalate", False)),
-            patterns=tuple(_pattern(cue) for cue in spec.get("cues", []) if cue.strip()),
+            patterns=tuple(cue_pattern(cue) for cue in spec.get("cues", []) if cue.strip()),
         )
         for name, spec in data.get("intents", {}).items()
     )
-    negations = tuple(_pattern(cue) for cue in data.get("negation", {}).get("cues", []))
+    negations = tuple(cue_pattern(cue) for cue in data.get("negation", {}).get("cues", []))
     return CueSet(language=language, intents=intents, negations=negations)
 
 

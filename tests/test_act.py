@@ -307,3 +307,16 @@ def test_assign_escalate_and_edit_are_audited_with_before_and_after(engine, ment
         ("escalate", "U_B", None, "legal threat"),
         ("edit", "U_B", None, "Hi Ana, we are on it."),
     ]
+
+
+@respx.mock
+def test_a_reply_with_an_unfilled_placeholder_is_refused_before_anything_is_sent(
+    engine, mention_id
+):
+    route = respx.post(API).mock(return_value=httpx.Response(201, json={"id": "r-1"}))
+    replies = Replies(engine, _connector(EchoConnector))
+    with pytest.raises(ReplyRefused, match=r"unfilled placeholder \{name\}; edit it first"):
+        replies.send(mention_id, "Hi {name}, sorry!", actor="U_AGENT")
+    assert route.call_count == 0
+    assert _rows(engine) == []
+    assert _case(engine).status != CaseStatus.REPLIED

@@ -27,6 +27,7 @@ from connectors.base import Connector
 from connectors.reply import ReplyNotAllowed, SentReply
 from triage.clock import utcnow
 from triage.domain import ReplyTarget
+from triage.drafts.check import check_draft, errors, summary
 from triage.http import ConnectorError
 from triage.store import (
     OPEN_STATUSES,
@@ -124,6 +125,9 @@ class Replies:
         Raises ReplyRefused (nothing sent), or the connector's error after recording it.
         `force` retries an attempt whose outcome is unknown without asking the platform.
         """
+        blocking = errors(check_draft(text, language="und", kind="reply"))
+        if blocking:
+            raise ReplyRefused(f"the reply has an {summary(blocking)}; edit it first")
         key = key or reply_key(mention_id)
         reply_id, source, target, previous = self._claim(mention_id, text, actor=actor, key=key)
         if isinstance(previous, ReplyResult):

@@ -89,6 +89,9 @@ class BrandSettings(_Section):
     vip_accounts: list[str] = Field(default_factory=list)
     help_url: str = "https://help.kestrel.example"
     status_url: str = "https://status.kestrel.example"
+    # What a reply may promise; the draft checker hints when a draft or an edit goes further.
+    may_promise_refunds: bool = True
+    may_promise_compensation: bool = False
 
 
 class SlaSettings(_Section):

@@ -26,6 +26,8 @@ from connectors.base import Connector
 from connectors.registry import build_connector
 from triage.clock import utcnow
 from triage.config import ConfigError, Settings
+from triage.drafts.check import Promises, check_draft
+from triage.drafts.render import first_name
 from triage.slack.cards import CardView, card_blocks, card_text
 from triage.store import (
     Analysis,
@@ -139,6 +141,7 @@ class Notifier:
             created_at=mention.created_at,
             draft=draft.text if draft else None,
             draft_note=draft.note if draft else None,
+            draft_hints=self.draft_hints(mention, analysis, draft, rules),
             reply_limit=rules.max_length if rules else None,
             reply_length=rules.length(draft.text) if rules and draft else None,
             cannot_reply=cannot_reply,
@@ -147,6 +150,23 @@ class Notifier:
             oncall_group=self.settings.slack.oncall_group,
             assignee=case.assignee,
         )
+
+    def draft_hints(
+        self, mention: Mention, analysis: Analysis, draft: Draft | None, rules: Any
+    ) -> list[str]:
+        """The checker's findings on the draft, as lines for the card."""
+        if draft is None or not draft.text.strip():
+            return []
+        brand = self.settings.brand
+        findings = check_draft(
+            draft.text,
+            language=draft.language,
+            kind=analysis.kind,
+            rules=rules,
+            name=first_name(mention.author_name, mention.author_handle) or None,
+            promises=Promises(brand.may_promise_refunds, brand.may_promise_compensation),
+        )
+        return [("Blocks sending: " if f.severity == "error" else "") + f.message for f in findings]
 
     def enqueue(
         self,

@@ -209,6 +209,23 @@ def test_edit_opens_a_modal_with_the_limit_and_sends_the_edited_text(bot, slack,
 
 
 @respx.mock
+def test_an_unfilled_placeholder_blocks_sending_from_the_modal_and_approve(
+    bot, slack, engine, case_id
+):
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-6"}))
+    ack = _submit(bot, SENDER, case_id, "Hi {name}, on it", "send")
+    assert ack.body == {
+        "response_action": "errors",
+        "errors": {REPLY_BLOCK: "unfilled placeholder {name}"},
+    }
+    _submit(bot, SENDER, case_id, "Hi [NAME], on it", "save").work()
+    click(bot, APPROVE, SENDER, str(case_id))
+    assert route.call_count == 0
+    said = _ephemerals(slack[0], SENDER)
+    assert any("Nothing sent: the reply has an unfilled placeholder [NAME]" in t for t in said)
+
+
+@respx.mock
 def test_edit_and_save_keeps_the_draft_and_sends_nothing(bot, slack, engine, case_id):
     route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-5"}))
     ack = _submit(bot, OTHER, case_id, "Better draft", "save")

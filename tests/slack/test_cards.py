@@ -80,3 +80,11 @@ def test_an_over_long_draft_is_flagged_and_a_read_only_source_gets_open_and_mark
     read_only = card_blocks(_view(cannot_reply="hackernews has no API for replies"))
     actions = [element.get("action_id") for element in read_only[-1]["elements"]]
     assert actions[:2] == [OPEN, MARK_REPLIED] and APPROVE not in actions
+
+
+def test_draft_hints_are_shown_under_the_draft_escaped():
+    hints = ["does not greet <@U1> by name", "b", "c", "d", "e", "f"]
+    blocks = card_blocks(_view(draft_hints=hints))
+    draft = next(t for t in _texts(blocks) if t.startswith("*Draft reply*"))
+    assert ":bulb: does not greet &lt;@U1&gt; by name" in draft
+    assert draft.count(":bulb:") == 5  # the rest would crowd the card

@@ -251,3 +251,22 @@ def test_sla_reminder_at_three_quarters_and_one_breach_ping(engine, slack, notif
         "<!subteam^S0LEADS001> :rotating_light: SLA breached: no first response after 2 h 10 min "
         "(the P2 target is 2 h).",
     ]
+
+
+def test_the_card_shows_what_the_draft_checker_found(engine, slack, notifier_for):
+    state, _ = slack
+    add_case(
+        engine,
+        external_id="hinted",
+        text="You charged me twice!",
+        draft="Unfortunately that is our policy. Reply here with your card number, {name}.",
+    )
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    notifier.flush()
+    [body] = _posted(state, CARE)
+    draft_block = next(b["text"]["text"] for b in body["blocks"] if "Draft reply" in str(b))
+    assert ":bulb: Blocks sending: unfilled placeholder {name}" in draft_block
+    assert "sounds negative or blaming (“unfortunately”)" in draft_block
+    assert "a complaint reply should say when we'll be back" in draft_block
+    assert "asks for “card number” in a public reply" in draft_block

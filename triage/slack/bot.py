@@ -31,6 +31,7 @@ from triage.act import (
     reply_target,
 )
 from triage.config import ConfigError, Settings
+from triage.drafts.check import check_draft, errors
 from triage.http import ConnectorError
 from triage.notify import Notifier, duration_text
 from triage.slack.cards import (
@@ -393,6 +394,10 @@ class SlackBot:
         return Ack(work=work)
 
     def _check(self, mention: Any, text: str) -> list[str]:
+        # The checker's hard errors first (an unfilled placeholder), then the platform's rules.
+        blocking = [f.message for f in errors(check_draft(text, language="und", kind="reply"))]
+        if blocking:
+            return blocking
         try:
             with self._connector_for(mention.source) as connector:
                 unavailable = connector.reply_unavailable()

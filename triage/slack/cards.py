@@ -67,6 +67,8 @@ class CardView:
     created_at: datetime | None = None
     draft: str | None = None
     draft_note: str | None = None
+    # What the draft checker says about the draft (triage/drafts/check.py), errors first.
+    draft_hints: list[str] = field(default_factory=list)
     # None when the platform can't take a reply from here; then why, for the agent.
     reply_limit: int | None = None
     reply_length: int | None = None
@@ -164,7 +166,8 @@ def _draft(view: CardView) -> str:
     note = f"\n_{cut(view.draft_note, 150)}_" if view.draft_note else ""
     text = cut(view.draft or "", DRAFT_TEXT_LIMIT)
     quoted = "\n".join("> " + line if line else ">" for line in text.splitlines())
-    return f"*Draft reply* ({escape(view.language)}{size}){note}\n{quoted}"
+    hints = "".join(f"\n:bulb: {cut(hint, 200)}" for hint in view.draft_hints[:5])
+    return f"*Draft reply* ({escape(view.language)}{size}){note}\n{quoted}{hints}"
 
 
 def _buttons(view: CardView) -> list[Any]:
