@@ -138,6 +138,8 @@ def test_we_never_ask_for_a_password_is_not_asking():
         ("complaint", ("security",)),
         ("complaint", ("defect",)),
         ("complaint", ("safety",)),
+        ("complaint", ("legal", "billing")),
+        ("question", ("press",)),
         ("complaint", ()),
         ("question", ()),
         ("praise", ()),

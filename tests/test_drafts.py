@@ -85,3 +85,15 @@ def test_info_gets_no_draft():
 def test_the_riskiest_intent_decides_the_next_step():
     draft = render_draft(_request(intents=("billing", "security")))
     assert draft.generator == "template:complaint:en:security"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize(("intent", "named"), [("legal", "legal threat"), ("press", "press inquiry")])
+def test_legal_threats_and_the_press_get_a_holding_reply_for_a_lead(lang, intent, named):
+    draft = render_draft(_request(language=lang, intents=("billing", intent), sla_seconds=1800))
+    assert draft.generator == f"template:holding:{lang}:{intent}"
+    assert draft.note == f"Holding reply for a {named}: a lead should approve it."
+    assert "Anna" in draft.text and "30" in draft.text
+    # It moves the conversation to private and promises nothing about the matter itself.
+    generic = render_draft(_request(language=lang, intents=("billing",), sla_seconds=1800))
+    assert draft.text != generic.text

@@ -11,6 +11,8 @@ from typing import Any
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "praise")
+# Intents answered only with a holding reply, in this order, and how the note names them.
+HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # When a mention has several intents, the riskiest decides the next step offered.
 NEXT_STEP_ORDER = {
     name: rank
@@ -114,6 +116,20 @@ def render_draft(request: DraftRequest) -> DraftText:
             "this draft is in English; consider replying in their language."
         )
         language = FALLBACK_LANGUAGE
+    holding = next((i for i in HOLDING if i in request.intents), None)
+    if holding is not None:
+        # Legal threats and the press get a short reply that moves to private, nothing more.
+        text = templates["holding"][holding].format(
+            name=first_name(request.author_name, request.author_handle),
+            within=time_frame(templates, language, request.sla_seconds),
+        )
+        lead = f"Holding reply for a {HOLDING[holding]}: a lead should approve it."
+        return DraftText(
+            text=" ".join(text.split()),
+            language=language,
+            generator=f"template:holding:{language}:{holding}",
+            note=f"{note} {lead}" if note else lead,
+        )
     next_steps: dict[str, str] = templates["next_steps"]
     ranked = sorted(request.intents, key=lambda i: NEXT_STEP_ORDER.get(i, len(NEXT_STEP_ORDER)))
     step_key = next((i for i in ranked if i in next_steps), "default")
