@@ -201,3 +201,15 @@ def test_urgency_weights_come_from_config_and_are_checked(tmp_path):
         load_settings(bad)
     assert "models.urgency.bands" in caught.value.problems[0]
     assert "must fall from P1 to P3" in caught.value.problems[0]
+
+
+def test_model_drafts_are_off_by_default_and_checked_when_set(tmp_path):
+    assert default_settings().drafts.llm is None
+    bad = '[drafts.llm]\nurl = "localhost:11434"\nmodel = "m"\ntimeout = "soon"\n'
+    path = _write(tmp_path, bad)
+    problems = _problems(path)
+    assert any("drafts.llm.url" in p and "not an http(s) URL" in p for p in problems), problems
+    assert any("drafts.llm.timeout" in p for p in problems), problems
+    ok = _write(tmp_path, '[drafts.llm]\nurl = "http://127.0.0.1:11434/v1/"\nmodel = "m"\n')
+    llm = load_settings(ok, env={}).drafts.llm
+    assert (llm.url, llm.model, llm.timeout) == ("http://127.0.0.1:11434/v1", "m", 20.0)

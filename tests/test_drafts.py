@@ -88,7 +88,9 @@ def test_the_riskiest_intent_decides_the_next_step():
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-@pytest.mark.parametrize(("intent", "named"), [("legal", "legal threat"), ("press", "press inquiry")])
+@pytest.mark.parametrize(
+    ("intent", "named"), [("legal", "legal threat"), ("press", "press inquiry")]
+)
 def test_legal_threats_and_the_press_get_a_holding_reply_for_a_lead(lang, intent, named):
     draft = render_draft(_request(language=lang, intents=("billing", intent), sla_seconds=1800))
     assert draft.generator == f"template:holding:{lang}:{intent}"

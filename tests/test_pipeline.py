@@ -371,3 +371,53 @@ def test_the_scheduler_first_analyzes_what_a_crash_left_behind(pipeline_factory)
     finally:
         scheduler.stop()
     assert analyzed == len(ROWS)
+
+
+@pytest.mark.model
+@respx.mock
+def test_a_configured_model_writes_the_drafts_and_the_template_covers_its_failures(
+    tmp_path, db_url, analyzer
+):
+    from triage.drafts.llm import LlmDrafter
+
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    url = "http://127.0.0.1:8000/v1"
+    settings = Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "drafts": {"llm": {"url": url, "model": "local"}},
+            "connectors": [_file("imports", tmp_path / "in.jsonl").model_dump()],
+        }
+    )
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        mention = json.loads(request.content)["messages"][1]["content"]
+        if "charged" in mention:
+            text = (
+                "Hi Anna, sorry about the double charge. DM us the invoice number "
+                "and we'll reply within 2 hours."
+            )
+            return httpx.Response(200, json={"choices": [{"message": {"content": text}}]})
+        return httpx.Response(503, json={"error": "model is loading"})
+
+    route = respx.post(f"{url}/chat/completions").mock(side_effect=reply)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    drafters: list[LlmDrafter] = []
+
+    def drafter(llm, brand):
+        drafters.append(LlmDrafter(llm, brand, client=httpx.Client()))
+        return drafters[-1]
+
+    pipeline = Pipeline(
+        settings, engine, analyzer_factory=lambda _s: analyzer, drafter_factory=drafter
+    )
+    pipeline.run_once()
+    with session_scope(engine) as session:
+        rows = session.exec(select(Mention, Draft).join(Draft, Draft.mention_id == Mention.id))
+        drafts = {m.external_id: d for m, d in rows.all()}
+    assert drafts["1"].generator == "llm:local" and "double charge" in drafts["1"].text
+    assert drafts["2"].generator.startswith("template:")
+    assert "The model did not answer" in drafts["2"].note
+    assert route.call_count >= 3 and len(drafters) == 1
+    engine.dispose()

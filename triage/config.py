@@ -253,6 +253,28 @@ class ConnectorSettings(_Section):
     credentials: dict[str, str] = Field(default_factory=dict)
 
 
+class LlmSettings(_Section):
+    """An OpenAI-compatible chat endpoint that writes drafts (Ollama, vLLM or a hosted one)."""
+
+    url: str = Field(description="the API base, e.g. http://127.0.0.1:11434/v1")
+    model: str
+    api_key: str | None = None
+    timeout: Duration = 20.0
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/")
+
+
+class DraftSettings(_Section):
+    # Off unless set: drafts then come from the templates alone.
+    llm: LlmSettings | None = None
+
+
 class Settings(_Section):
     """Everything triage reads from config.toml; `source` is the file it came from, if any."""
 
@@ -261,6 +283,7 @@ class Settings(_Section):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    drafts: DraftSettings = Field(default_factory=DraftSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     source: str = Field(default="(built-in defaults)", exclude=True)
 

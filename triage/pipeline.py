@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from connectors.base import Connector
-from connectors.registry import build_connector, polled
+from connectors.registry import build_connector, connector_types, polled
+from connectors.reply import ReplyRules
 from triage.analyze import AnalysisInput, Analyzer
 from triage.clock import utcnow
-from triage.config import ConnectorSettings, Settings
+from triage.config import BrandSettings, ConnectorSettings, LlmSettings, Settings
 from triage.drafts import DraftRequest, render_draft
+from triage.drafts.llm import LlmDrafter
 from triage.http import AuthError, ConnectorError
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 from triage.store.queries import (
@@ -65,11 +67,13 @@ class Pipeline:
         *,
         analyzer_factory: Callable[[Settings], Analyzer] = Analyzer,
         connector_factory: Callable[[ConnectorSettings], Connector] = build_connector,
+        drafter_factory: Callable[[LlmSettings, BrandSettings], LlmDrafter] = LlmDrafter,
     ):
         self.settings = settings
         self.engine = engine
         self._analyzer_factory = analyzer_factory
         self._connector_factory = connector_factory
+        self._drafter_factory = drafter_factory
         self._analyzer: Analyzer | None = None
         self._analyzer_lock = threading.Lock()
         # Connectors run in parallel threads; analysis runs one batch at a time.
@@ -188,25 +192,36 @@ class Pipeline:
         return AnalysisInput.of(mention, prior_contacts=prior)
 
     def _draft_all(self) -> int:
+        llm = self.settings.drafts.llm
+        drafter = self._drafter_factory(llm, self.settings.brand) if llm else None
+        try:
+            return self._draft_rows(drafter)
+        finally:
+            if drafter is not None:
+                drafter.close()
+
+    def _draft_rows(self, drafter: LlmDrafter | None) -> int:
         drafted = 0
         brand = self.settings.brand
         while True:
             with session_scope(self.engine) as session:
                 rows = cases_without_draft(session, limit=200)
                 for _case, mention, analysis in rows:
-                    draft = render_draft(
-                        DraftRequest(
-                            kind=analysis.kind,
-                            language=analysis.language,
-                            intents=tuple(analysis.intents or ()),
-                            author_name=mention.author_name,
-                            author_handle=mention.author_handle,
-                            sla_seconds=self.settings.sla.target(analysis.priority),
-                            brand=brand.name,
-                            help_url=brand.help_url,
-                            status_url=brand.status_url,
-                        )
+                    request = DraftRequest(
+                        kind=analysis.kind,
+                        language=analysis.language,
+                        intents=tuple(analysis.intents or ()),
+                        author_name=mention.author_name,
+                        author_handle=mention.author_handle,
+                        sla_seconds=self.settings.sla.target(analysis.priority),
+                        brand=brand.name,
+                        help_url=brand.help_url,
+                        status_url=brand.status_url,
                     )
+                    draft = render_draft(request)
+                    if drafter is not None:
+                        rules = _reply_rules_of(self.settings, mention.source)
+                        draft = drafter.draft(request, mention.text, draft, rules)
                     session.add(
                         Draft(
                             mention_id=mention.id,
@@ -219,6 +234,15 @@ class Pipeline:
                 drafted += len(rows)
             if len(rows) < 200:
                 return drafted
+
+
+def _reply_rules_of(settings: Settings, source: str) -> ReplyRules | None:
+    """What the source's platform takes as a reply, so a model draft can be held to it."""
+    try:
+        cls = connector_types().get(settings.connector(source).type)
+    except KeyError:
+        return None
+    return cls.reply_rules if cls else None
 
 
 def _log_transition(name: str, report: IngestReport, failures_before: int) -> None:
