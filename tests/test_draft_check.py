@@ -122,6 +122,13 @@ def test_bluesky_counts_graphemes():
     assert errors(check_draft("Hi Anna " + family * 295, language="en", kind="x", rules=rules))
 
 
+def test_a_link_where_the_platform_shows_none_is_hinted():
+    play = ReplyRules(max_length=350, links=False)
+    text = "Hi Anna, see https://status.kestrel.example for updates."
+    assert "link" in _codes(text, "en", rules=play)
+    assert "link" not in _codes(text, "en", rules=X)
+
+
 def test_we_never_ask_for_a_password_is_not_asking():
     text = "Hi Anna, secure your account at the link. We never ask for your password or PIN."
     assert "personal_data" not in _codes(text, "en", rules=X)
@@ -145,7 +152,8 @@ def test_we_never_ask_for_a_password_is_not_asking():
         ("praise", ()),
     ],
 )
-def test_every_shipped_draft_passes_the_checker(lang, kind, intents):
+@pytest.mark.parametrize("rules", [X, ReplyRules(max_length=350, links=False)], ids=["x", "play"])
+def test_every_shipped_draft_passes_the_checker(lang, kind, intents, rules):
     draft = render_draft(
         DraftRequest(
             kind=kind,
@@ -157,7 +165,8 @@ def test_every_shipped_draft_passes_the_checker(lang, kind, intents):
             brand="Kestrel",
             help_url="https://help.kestrel.example",
             status_url="https://status.kestrel.example",
+            links=rules.links,
         )
     )
-    findings = check_draft(draft.text, language=lang, kind=kind, rules=X, name="Anna")
+    findings = check_draft(draft.text, language=lang, kind=kind, rules=rules, name="Anna")
     assert findings == [], summary(findings)

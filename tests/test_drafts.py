@@ -99,3 +99,20 @@ def test_legal_threats_and_the_press_get_a_holding_reply_for_a_lead(lang, intent
     # It moves the conversation to private and promises nothing about the matter itself.
     generic = render_draft(_request(language=lang, intents=("billing",), sla_seconds=1800))
     assert draft.text != generic.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_store_reviews_get_host_names_not_links_and_emoji_can_be_turned_off(lang):
+    outage = render_draft(_request(language=lang, intents=("outage",), links=False))
+    assert "https://" not in outage.text and "status.kestrel.example" in outage.text
+    praise = render_draft(_request(language=lang, kind="praise", emoji=False))
+    assert "💙" not in praise.text and "  " not in praise.text
+    assert "💙" in render_draft(_request(language=lang, kind="praise")).text
+
+
+def test_a_category_help_page_replaces_the_general_one():
+    pages = (("login", "https://help.kestrel.example/sign-in"),)
+    login = render_draft(_request(intents=("login",), help_urls=pages))
+    assert "https://help.kestrel.example/sign-in" in login.text
+    security = render_draft(_request(intents=("security",), help_urls=pages))
+    assert "https://help.kestrel.example " in security.text + " "

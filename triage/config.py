@@ -89,6 +89,10 @@ class BrandSettings(_Section):
     vip_accounts: list[str] = Field(default_factory=list)
     help_url: str = "https://help.kestrel.example"
     status_url: str = "https://status.kestrel.example"
+    # A help page per draft category (billing, delivery, outage, login, security, defect, ...),
+    # used instead of help_url in that category's next step.
+    help_urls: dict[str, str] = Field(default_factory=dict)
+    emoji: bool = Field(default=True, description="false: drafts carry no emoji")
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.
     may_promise_refunds: bool = True
     may_promise_compensation: bool = False

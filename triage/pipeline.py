@@ -207,6 +207,7 @@ class Pipeline:
             with session_scope(self.engine) as session:
                 rows = cases_without_draft(session, limit=200)
                 for _case, mention, analysis in rows:
+                    rules = _reply_rules_of(self.settings, mention.source)
                     request = DraftRequest(
                         kind=analysis.kind,
                         language=analysis.language,
@@ -217,10 +218,12 @@ class Pipeline:
                         brand=brand.name,
                         help_url=brand.help_url,
                         status_url=brand.status_url,
+                        help_urls=tuple(brand.help_urls.items()),
+                        emoji=brand.emoji,
+                        links=rules.links if rules else True,
                     )
                     draft = render_draft(request)
                     if drafter is not None:
-                        rules = _reply_rules_of(self.settings, mention.source)
                         draft = drafter.draft(request, mention.text, draft, rules)
                     session.add(
                         Draft(

@@ -25,6 +25,7 @@ MONEY = re.compile(
     r"\b(?:eur|usd|gbp|pln)\s?\d+)",
     re.IGNORECASE,
 )
+LINK = re.compile(r"https?://\S+", re.IGNORECASE)
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 
 
@@ -106,6 +107,10 @@ def check_draft(
     if placeholders:
         shown = ", ".join(placeholders[:3])
         findings.append(Finding("placeholder", "error", f"unfilled placeholder {shown}"))
+    if rules is not None and not rules.links and LINK.search(text):
+        findings.append(
+            Finding("link", "hint", "the platform shows no links: give the site's name instead")
+        )
     public = rules is None or rules.public
     if public:
         asked = _personal_data_asked(lists, normal)

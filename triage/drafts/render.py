@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import regex
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
@@ -35,6 +38,10 @@ class DraftRequest:
     brand: str
     help_url: str
     status_url: str
+    # The brand voice and the platform: per-category help pages, emoji, whether links show.
+    help_urls: tuple[tuple[str, str], ...] = ()
+    emoji: bool = True
+    links: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         )
         lead = f"Holding reply for a {HOLDING[holding]}: a lead should approve it."
         return DraftText(
-            text=" ".join(text.split()),
+            text=_finish(text, request),
             language=language,
             generator=f"template:holding:{language}:{holding}",
             note=f"{note} {lead}" if note else lead,
@@ -137,14 +144,28 @@ def render_draft(request: DraftRequest) -> DraftText:
         "name": first_name(request.author_name, request.author_handle),
         "brand": request.brand,
         "within": time_frame(templates, language, request.sla_seconds),
-        "help_url": request.help_url,
+        "help_url": dict(request.help_urls).get(step_key, request.help_url),
         "status_url": request.status_url,
     }
     values["next_step"] = next_steps[step_key].format(**values)
     text = templates["templates"][request.kind].format(**values)
     return DraftText(
-        text=" ".join(text.split()),
+        text=_finish(text, request),
         language=language,
         generator=f"template:{request.kind}:{language}:{step_key}",
         note=note,
     )
+
+
+_URL = re.compile(r"https?://([^\s/]+)[^\s]*?(?=[.,;:!?)]?(?:\s|$))")
+_EMOJI = regex.compile(r"\s?\p{Extended_Pictographic}(?:\uFE0F|\u200D\p{Extended_Pictographic})*")
+
+
+def _finish(text: str, request: DraftRequest) -> str:
+    """Apply the platform and the brand voice: bare host names where links don't show, emoji."""
+    if not request.links:
+        # Store reviews show plain text: a host name people can type beats a dead URL.
+        text = _URL.sub(lambda m: m.group(1), text)
+    if not request.emoji:
+        text = _EMOJI.sub("", text)
+    return " ".join(text.split())
