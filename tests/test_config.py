@@ -213,3 +213,11 @@ def test_model_drafts_are_off_by_default_and_checked_when_set(tmp_path):
     ok = _write(tmp_path, '[drafts.llm]\nurl = "http://127.0.0.1:11434/v1/"\nmodel = "m"\n')
     llm = load_settings(ok, env={}).drafts.llm
     assert (llm.url, llm.model, llm.timeout) == ("http://127.0.0.1:11434/v1", "m", 20.0)
+
+
+def test_formality_is_formal_or_informal_per_language(tmp_path):
+    path = _write(tmp_path, '[brand]\nformality = { de = "informal", pl = "casual" }\n')
+    problems = _problems(path)
+    assert any("brand.formality.pl" in p for p in problems), problems
+    ok = _write(tmp_path, '[brand]\nformality = { de = "informal" }\n')
+    assert load_settings(ok, env={}).brand.formality == {"de": "informal"}

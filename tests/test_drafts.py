@@ -116,3 +116,48 @@ def test_a_category_help_page_replaces_the_general_one():
     assert "https://help.kestrel.example/sign-in" in login.text
     security = render_draft(_request(intents=("security",), help_urls=pages))
     assert "https://help.kestrel.example " in security.text + " "
+
+
+VARIANTS = {"de": "informal", "fr": "informal", "es": "formal", "pt": "informal",
+            "pl": "formal", "lv": "informal"}  # fmt: skip
+# A word of the other form of address that must appear once the brand asks for it.
+ADDRESS = {"de": "dein", "fr": "ton", "es": "su", "pt": "tua", "pl": "Prosimy", "lv": "tev"}
+
+
+@pytest.mark.parametrize("lang", sorted(VARIANTS))
+def test_the_brand_chooses_the_form_of_address(lang):
+    register = VARIANTS[lang]
+    default = render_draft(_request(language=lang, intents=("delivery",)))
+    switched = render_draft(_request(language=lang, intents=("delivery",), register=register))
+    assert switched.text != default.text
+    assert ADDRESS[lang] in switched.text.split() or ADDRESS[lang] in switched.text
+    same = render_draft(_request(language=lang, intents=("delivery",), register="no-such"))
+    assert same.text == default.text
+
+
+@pytest.mark.parametrize("lang", sorted(VARIANTS))
+@pytest.mark.parametrize(
+    "intents",
+    [(), ("billing",), ("refund",), ("delivery",), ("outage",), ("login",), ("security",),
+     ("defect",), ("safety",), ("legal",), ("press",)],
+)  # fmt: skip
+@pytest.mark.parametrize("kind", ["complaint", "question", "praise"])
+def test_every_variant_renders_passes_the_checker_and_fits_x(lang, intents, kind):
+    from connectors.reply import ReplyRules
+    from triage.drafts.check import check_draft, summary
+
+    draft = render_draft(
+        _request(
+            language=lang,
+            kind=kind,
+            intents=intents,
+            author_name="Maximiliana Smith",
+            register=VARIANTS[lang],
+            sla_seconds=86400 * 2,
+        )
+    )
+    assert "{" not in draft.text
+    findings = check_draft(
+        draft.text, language=lang, kind=kind, rules=ReplyRules(max_length=280), name="Maximiliana"
+    )
+    assert findings == [], summary(findings)

@@ -93,6 +93,8 @@ class BrandSettings(_Section):
     # used instead of help_url in that category's next step.
     help_urls: dict[str, str] = Field(default_factory=dict)
     emoji: bool = Field(default=True, description="false: drafts carry no emoji")
+    # The form of address per language where the templates have both, e.g. { de = "informal" }.
+    formality: dict[str, Literal["formal", "informal"]] = Field(default_factory=dict)
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.
     may_promise_refunds: bool = True
     may_promise_compensation: bool = False

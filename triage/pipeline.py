@@ -221,6 +221,7 @@ class Pipeline:
                         help_urls=tuple(brand.help_urls.items()),
                         emoji=brand.emoji,
                         links=rules.links if rules else True,
+                        register=brand.formality.get(analysis.language),
                     )
                     draft = render_draft(request)
                     if drafter is not None:

@@ -22,6 +22,7 @@ from triage.drafts.render import (
     first_name,
     load_templates,
     time_frame,
+    with_register,
 )
 from triage.http import ConnectorError, RetryPolicy, make_client, send
 
@@ -131,7 +132,9 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """The system prompt (voice and rules) and the mention as data in the user message."""
     language = request.language
-    templates = load_templates(language) or load_templates(FALLBACK_LANGUAGE) or {}
+    templates = with_register(
+        load_templates(language) or load_templates(FALLBACK_LANGUAGE) or {}, request.register
+    )
     name = first_name(request.author_name, request.author_handle)
     limit = f"at most {rules.max_length} {rules.unit.label}" if rules else "at most 600 characters"
     links = "" if rules is None or rules.links else " The platform shows no links: write none."

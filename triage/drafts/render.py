@@ -42,6 +42,8 @@ class DraftRequest:
     help_urls: tuple[tuple[str, str], ...] = ()
     emoji: bool = True
     links: bool = True
+    # "formal" or "informal" from [brand] formality; None: the language file's own register.
+    register: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,17 @@ def load_templates(language: str, directory: Path = TEMPLATES_DIR) -> dict[str, 
     if not path.exists():
         return None
     return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def with_register(templates: dict[str, Any], register: str | None) -> dict[str, Any]:
+    """The templates in `register` when the language has that variant, else unchanged."""
+    variant = templates.get("variants", {}).get(register) if register else None
+    if not variant or register == templates.get("register"):
+        return templates
+    merged = dict(templates, register=register)
+    for table in ("templates", "next_steps", "holding"):
+        merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
+    return merged
 
 
 def available_languages(directory: Path = TEMPLATES_DIR) -> list[str]:
@@ -123,6 +136,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             "this draft is in English; consider replying in their language."
         )
         language = FALLBACK_LANGUAGE
+    templates = with_register(templates, request.register)
     holding = next((i for i in HOLDING if i in request.intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
