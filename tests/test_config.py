@@ -221,3 +221,8 @@ def test_formality_is_formal_or_informal_per_language(tmp_path):
     assert any("brand.formality.pl" in p for p in problems), problems
     ok = _write(tmp_path, '[brand]\nformality = { de = "informal" }\n')
     assert load_settings(ok, env={}).brand.formality == {"de": "informal"}
+
+
+def test_sign_off_placeholders_are_checked(tmp_path):
+    problems = _problems(_write(tmp_path, '[brand]\nsign_off = "^{agent}"\n'))
+    assert any("brand.sign_off" in p and "unknown placeholder" in p for p in problems), problems

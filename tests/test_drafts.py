@@ -161,3 +161,16 @@ def test_every_variant_renders_passes_the_checker_and_fits_x(lang, intents, kind
         draft.text, language=lang, kind=kind, rules=ReplyRules(max_length=280), name="Maximiliana"
     )
     assert findings == [], summary(findings)
+
+
+def test_sign_off_with_the_agents_initials_or_name_added_once():
+    from triage.drafts.render import sign
+
+    assert sign("Hi Ana.", "^{initials}", "Ana Maria Lima", "Kestrel") == "Hi Ana. ^AM"
+    assert sign("Hi Ana. ^AM", "^{initials}", "Ana Maria Lima", "Kestrel") == "Hi Ana. ^AM"
+    assert (
+        sign("Hi.", "– {first_name}, {brand}", "Jānis Bērziņš", "Kestrel") == "Hi. – Jānis, Kestrel"
+    )
+    assert sign("Hi.", "^{initials}", None, "Kestrel") == "Hi."  # no name: no bare "^"
+    assert sign("Hi.", "– the {brand} team", None, "Kestrel") == "Hi. – the Kestrel team"
+    assert sign("Hi.", "", "Ana", "Kestrel") == "Hi."

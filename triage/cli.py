@@ -434,6 +434,7 @@ def reply(
 
     from connectors.reply import ReplyNotAllowed
     from triage.act import ReplyRefused
+    from triage.drafts.render import sign
     from triage.http import ConnectorError
     from triage.store import Draft, session_scope
 
@@ -447,6 +448,7 @@ def reply(
             raise typer.Exit(2)
         text = draft.text
     try:
+        text = sign(text, settings.brand.sign_off, actor, settings.brand.name)
         result = _replies(settings, engine).send(mention_id, text, actor=actor, force=force)
     except ReplyRefused as exc:
         typer.echo(f"not sent: {exc}", err=True)

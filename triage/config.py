@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,6 +83,9 @@ class DatabaseSettings(_Section):
         return url
 
 
+SIGN_OFF_FIELDS = {"initials", "first_name", "brand"}
+
+
 class BrandSettings(_Section):
     name: str = "Kestrel"
     handles: list[str] = Field(default_factory=lambda: ["@kestrel", "@kestrel_help"])
@@ -93,11 +97,24 @@ class BrandSettings(_Section):
     # used instead of help_url in that category's next step.
     help_urls: dict[str, str] = Field(default_factory=dict)
     emoji: bool = Field(default=True, description="false: drafts carry no emoji")
+    # Added to a reply when an agent sends it: {initials} and {first_name} are the agent's
+    # (their Slack name, or `triage reply --as`), {brand} the brand; "" adds nothing.
+    sign_off: str = ""
     # The form of address per language where the templates have both, e.g. { de = "informal" }.
     formality: dict[str, Literal["formal", "informal"]] = Field(default_factory=dict)
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.
     may_promise_refunds: bool = True
     may_promise_compensation: bool = False
+
+    @field_validator("sign_off")
+    @classmethod
+    def _known_fields(cls, sign_off: str) -> str:
+        unknown = {f for _, f, _, _ in string.Formatter().parse(sign_off) if f} - SIGN_OFF_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(unknown)}; use {sorted(SIGN_OFF_FIELDS)}"
+            )
+        return sign_off
 
 
 class SlaSettings(_Section):

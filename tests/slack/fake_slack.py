@@ -41,6 +41,7 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     groups: dict[str, list[str]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # users.info: id -> real name
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: float = field(default_factory=time.time)
 
@@ -80,6 +81,16 @@ class FakeSlack:
                     message.update({key: value for key, value in body.items() if key != "ts"})
                     return {"ok": True, "channel": channel, "ts": body["ts"]}
             return {"ok": False, "error": "message_not_found"}
+        if method == "users.info":
+            user = body.get("user", "")
+            name = self.names.get(user)
+            if name is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {
+                "ok": True,
+                "user": {"id": user, "name": name.split()[0].lower(), "real_name": name,
+                         "profile": {"real_name": name, "display_name": name.split()[0]}},
+            }  # fmt: skip
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.groups.get(body.get("usergroup", ""), [])}
         if method == "conversations.history":

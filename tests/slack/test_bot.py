@@ -289,3 +289,17 @@ def test_stats_counts_today_and_breaches(bot, engine, case_id):
     assert "• 1 mentions; negative 100%, neutral 0%, positive 0%; net sentiment -100%" in text
     assert "• 1 replied; median first response 180 min" in text
     assert "• 1 replied after their SLA target" in text
+
+
+@respx.mock
+def test_the_sign_off_carries_the_sending_agents_initials(bot, slack, engine, case_id):
+    from triage.config import BrandSettings
+
+    state, _ = slack
+    state.names[SENDER] = "Ana Lima"
+    route = respx.post(API).mock(return_value=httpx.Response(200, json={"id": "p-7"}))
+    settings = bot.settings.model_copy(update={"brand": BrandSettings(sign_off="^{initials}")})
+    signing = SlackBot(settings, engine, bot.client, connector_for=bot._connector_for)
+    click(signing, APPROVE, SENDER, str(case_id))
+    assert json.loads(route.calls[0].request.content)["text"] == "Sorry Ana, we will fix it. ^AL"
+    assert [c.body["user"] for c in state.calls_to("users.info")] == [SENDER]

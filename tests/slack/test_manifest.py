@@ -14,13 +14,15 @@ MANIFEST = Path(__file__).parent.parent.parent / "slack-manifest.yaml"
 def test_manifest_has_the_scopes_events_and_command_the_bot_uses():
     manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    # chat.postMessage/update/postEphemeral, conversations.history, usergroups.users.list, /triage
+    # chat.postMessage/update/postEphemeral, conversations.history, usergroups.users.list,
+    # users.info (the sign-off), /triage
     assert scopes == {
         "chat:write",
         "channels:history",
         "groups:history",
         "commands",
         "usergroups:read",
+        "users:read",
     }
     settings = manifest["settings"]
     assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]

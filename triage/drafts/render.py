@@ -183,3 +183,19 @@ def _finish(text: str, request: DraftRequest) -> str:
     if not request.emoji:
         text = _EMOJI.sub("", text)
     return " ".join(text.split())
+
+
+def sign(text: str, sign_off: str, agent_name: str | None, brand: str) -> str:
+    """`text` with the brand's sign-off for the sending agent, added once; unchanged without one."""
+    if not sign_off.strip():
+        return text
+    words = [w for w in (agent_name or "").split() if w[:1].isalpha()]
+    needs_agent = "{initials}" in sign_off or "{first_name}" in sign_off
+    if needs_agent and not words:
+        return text  # nobody to sign as: better no sign-off than "^"
+    signature = sign_off.format(
+        initials="".join(w[0].upper() for w in words[:2]),
+        first_name=words[0] if words else "",
+        brand=brand,
+    )
+    return text if text.rstrip().endswith(signature) else f"{text.rstrip()} {signature}"

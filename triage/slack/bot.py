@@ -32,6 +32,7 @@ from triage.act import (
 )
 from triage.config import ConfigError, Settings
 from triage.drafts.check import check_draft, errors
+from triage.drafts.render import sign
 from triage.http import ConnectorError
 from triage.notify import Notifier, duration_text
 from triage.slack.cards import (
@@ -92,6 +93,7 @@ class SlackBot:
         self.cases = CaseActions(engine)
         self._monotonic = monotonic
         self._groups: dict[str, tuple[float, set[str]]] = {}
+        self._names: dict[str, str | None] = {}
 
     # -- who may do what -------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class SlackBot:
             self._say(channel, user, self._not_a_sender())
             self.notifier.flush()
             return
+        text = self._signed(text, user)
         try:
             result = self.replies.send(mention_id, text, actor=user)
         except CaseClosed:
@@ -374,7 +377,7 @@ class SlackBot:
         if choice == "send":
             if not self.may_send(user):
                 return Ack(body=_errors(CHOICE_BLOCK, self._not_a_sender()))
-            problems = self._check(mention, text)
+            problems = self._check(mention, self._signed(text, user))
             if problems:
                 return Ack(body=_errors(REPLY_BLOCK, "; ".join(problems)))
 
@@ -392,6 +395,24 @@ class SlackBot:
                 self.notifier.flush()
 
         return Ack(work=work)
+
+    def _signed(self, text: str, user: str) -> str:
+        brand = self.settings.brand
+        return sign(text, brand.sign_off, self._agent_name(user), brand.name)
+
+    def _agent_name(self, user: str) -> str | None:
+        """The agent's name as Slack shows it, for the sign-off (cached; None if unknown)."""
+        if user not in self._names:
+            try:
+                found = self.client.users_info(user=user).get("user") or {}
+            except SlackClientError as exc:
+                log.warning("cannot read the name of %s for the sign-off: %s", user, exc)
+                return None
+            profile = found.get("profile") or {}
+            self._names[user] = (
+                profile.get("real_name") or found.get("real_name") or found.get("name") or None
+            )
+        return self._names[user]
 
     def _check(self, mention: Any, text: str) -> list[str]:
         # The checker's hard errors first (an unfilled placeholder), then the platform's rules.
