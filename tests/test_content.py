@@ -79,7 +79,7 @@ REASONS = {
 }
 ESCALATE = {"security", "safety", "legal", "press"}
 
-PLACEHOLDERS = {"name", "brand", "within", "next_step", "help_url", "status_url"}
+PLACEHOLDERS = {"name", "brand", "within", "next_step", "help_url", "status_url", "answer"}
 NEXT_STEPS = {"default", "billing", "delivery", "outage", "login", "security"}
 PLURAL_CATEGORIES = {
     "en": {"one", "other"},
@@ -382,7 +382,9 @@ def test_template_file_shape(lang):
     data = TEMPLATE_FILES[lang]
     assert data["language"] == lang
     assert data["register"] in {"formal", "informal", "neutral"}
-    assert set(data["templates"]) == {"complaint", "question", "praise"}
+    assert set(data["templates"]) == {"complaint", "question", "praise", "answer"}
+    assert {"name", "answer", "help_url"} <= fields(data["templates"]["answer"])
+    assert data["scaffold"]["answer"] == data["scaffold"]["answer"].upper()
     assert set(data["next_steps"]) >= NEXT_STEPS
     time = data["time"]
     for unit in ("minute", "hour", "day"):
@@ -417,7 +419,11 @@ def test_every_reply_fits_in_a_tweet(lang):
     data = TEMPLATE_FILES[lang]
     within = max(within_phrases(lang, data["time"]), key=len)
     values = {"name": NAME_12, "brand": "Kestrel", **URLS}
+    answer = data["templates"]["answer"].format(**values, answer=data["scaffold"]["answer"])
+    assert len(answer) <= 280 - 40, f"{lang}: room for the answer: {answer}"
     for key, template in data["templates"].items():
+        if key == "answer":
+            continue
         for step_key, step in data["next_steps"].items():
             reply = template.format(**values, within=within, next_step=step.format(**values))
             assert len(reply) <= 280, f"{lang}.{key}+{step_key}: {len(reply)} chars: {reply}"

@@ -169,4 +169,8 @@ def test_every_shipped_draft_passes_the_checker(lang, kind, intents, rules):
         )
     )
     findings = check_draft(draft.text, language=lang, kind=kind, rules=rules, name="Anna")
-    assert findings == [], summary(findings)
+    if draft.generator.startswith("template:answer:"):
+        # The answer scaffold waits for the agent: its placeholder is the only finding.
+        assert [f.code for f in findings] == ["placeholder"], summary(findings)
+    else:
+        assert findings == [], summary(findings)

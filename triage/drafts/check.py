@@ -17,8 +17,9 @@ from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
 from triage.drafts.render import FALLBACK_LANGUAGE, load_templates
 
-# {name}, {{agent}}, [NAME], <order number>: what a template or an LLM leaves unfilled.
-PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}|\[[A-Z][A-Z _]{1,30}\]|<[a-z][a-z _]{1,30}>")
+# {name}, {{agent}}, <order number>: what a template or an LLM leaves unfilled; and [NAME],
+# [ODPOWIEDŹ]: a bracketed word in capitals (_placeholders keeps only those).
+PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}|\[[^\W\d_][^\[\]\n]{1,30}\]|<[a-z][a-z _]{1,30}>")
 # A sum of money: "£20", "20 €", "50 zł", "EUR 10".
 MONEY = re.compile(
     r"(?:[£$€]\s?\d+|\d+(?:[.,]\d+)?\s?(?:€|£|\$|zł|pln|eur|usd|gbp|euro|euros|złotych)\b|"
@@ -103,7 +104,7 @@ def check_draft(
                 f"{rules.length(text)} {rules.unit.label} of {rules.max_length} allowed",
             )
         )
-    placeholders = sorted(set(PLACEHOLDER.findall(text)))
+    placeholders = sorted(set(_placeholders(text)))
     if placeholders:
         shown = ", ".join(placeholders[:3])
         findings.append(Finding("placeholder", "error", f"unfilled placeholder {shown}"))
@@ -165,6 +166,12 @@ def _found(patterns: tuple[re.Pattern[str], ...], normal: str) -> str | None:
         if match:
             return match.group(0)
     return None
+
+
+def _placeholders(text: str) -> list[str]:
+    found = PLACEHOLDER.findall(text)
+    # "[ANSWER]" is a gap to fill; "[sic]" or "[2]" in a customer's quote is not.
+    return [p for p in found if not p.startswith("[") or p == p.upper()]
 
 
 def _first(match: re.Match[str] | None) -> str | None:

@@ -87,7 +87,7 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    for table in ("templates", "next_steps", "holding"):
+    for table in ("templates", "next_steps", "holding", "scaffold"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -161,6 +161,19 @@ def render_draft(request: DraftRequest) -> DraftText:
         "help_url": dict(request.help_urls).get(step_key, request.help_url),
         "status_url": request.status_url,
     }
+    if request.kind == "question" and step_key == "default":
+        # A plain question needs an answer only the agent knows: a scaffold with the help link,
+        # and a placeholder the checker refuses to send until the agent writes the answer.
+        text = templates["templates"]["answer"].format(
+            **values, answer=templates["scaffold"]["answer"]
+        )
+        scaffold = "Write the answer in place of the placeholder; it cannot be sent before."
+        return DraftText(
+            text=_finish(text, request),
+            language=language,
+            generator=f"template:answer:{language}",
+            note=f"{note} {scaffold}" if note else scaffold,
+        )
     values["next_step"] = next_steps[step_key].format(**values)
     text = templates["templates"][request.kind].format(**values)
     return DraftText(
