@@ -174,3 +174,57 @@ def test_every_shipped_draft_passes_the_checker(lang, kind, intents, rules):
         assert [f.code for f in findings] == ["placeholder"], summary(findings)
     else:
         assert findings == [], summary(findings)
+
+
+CATEGORIES = [
+    ("complaint", (intent,))
+    for intent in (
+        "billing",
+        "delivery",
+        "outage",
+        "login",
+        "security",
+        "safety",
+        "legal",
+        "press",
+        "defect",
+    )
+] + [("complaint", ()), ("praise", ())]
+
+
+def _platform_rules() -> dict[str, ReplyRules]:
+    from connectors.registry import connector_types
+
+    return {
+        name: cls.reply_rules
+        for name, cls in sorted(connector_types().items())
+        if cls.reply_rules is not None
+    }
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_draft_fits_every_platform_that_takes_replies(lang):
+    platforms = _platform_rules()
+    assert {"x", "bluesky", "mastodon", "googleplay", "appstore", "reddit"} <= set(platforms)
+    for platform, rules in platforms.items():
+        for kind, intents in CATEGORIES:
+            for register in (None, "formal", "informal"):
+                draft = render_draft(
+                    DraftRequest(
+                        kind=kind,
+                        language=lang,
+                        intents=intents,
+                        author_name="Maximiliana Smith",
+                        author_handle="@maximiliana_smith",
+                        sla_seconds=2 * 86400,
+                        brand="Kestrel",
+                        help_url="https://help.kestrel.example",
+                        status_url="https://status.kestrel.example",
+                        links=rules.links,
+                        register=register,
+                    )
+                )
+                findings = check_draft(
+                    draft.text, language=lang, kind=kind, rules=rules, name="Maximiliana"
+                )
+                assert findings == [], f"{platform} {kind} {intents}: {summary(findings)}"
