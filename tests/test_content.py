@@ -79,7 +79,16 @@ REASONS = {
 }
 ESCALATE = {"security", "safety", "legal", "press"}
 
-PLACEHOLDERS = {"name", "brand", "within", "next_step", "help_url", "status_url", "answer"}
+PLACEHOLDERS = {
+    "name",
+    "brand",
+    "within",
+    "next_step",
+    "help_url",
+    "status_url",
+    "answer",
+    "apology",
+}
 NEXT_STEPS = {"default", "billing", "delivery", "outage", "login", "security"}
 PLURAL_CATEGORIES = {
     "en": {"one", "other"},
@@ -425,7 +434,10 @@ def test_every_reply_fits_in_a_tweet(lang):
         if key == "answer":
             continue
         for step_key, step in data["next_steps"].items():
-            reply = template.format(**values, within=within, next_step=step.format(**values))
+            apology = data["apology"].get(step_key, data["apology"]["default"])
+            reply = template.format(
+                **values, within=within, next_step=step.format(**values), apology=apology
+            )
             assert len(reply) <= 280, f"{lang}.{key}+{step_key}: {len(reply)} chars: {reply}"
             assert "{" not in reply and "}" not in reply
 

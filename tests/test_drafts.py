@@ -190,3 +190,13 @@ def test_a_plain_question_gets_an_answer_scaffold_with_the_help_link(lang):
     # A question about a login problem still gets the concrete next step, not a scaffold.
     login = render_draft(_request(language=lang, kind="question", intents=("login",)))
     assert login.generator.startswith("template:question:")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_apology_names_what_went_wrong(lang):
+    apologies = load_templates(lang)["apology"]
+    intents = ("billing", "delivery", "outage", "login", "defect")
+    assert len({apologies[i] for i in intents}) == len(intents)
+    for intent in intents:
+        text = render_draft(_request(language=lang, intents=(intent,))).text
+        assert apologies[intent] in text

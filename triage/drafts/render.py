@@ -87,7 +87,7 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    for table in ("templates", "next_steps", "holding", "scaffold"):
+    for table in ("templates", "apology", "next_steps", "holding", "scaffold"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -175,6 +175,8 @@ def render_draft(request: DraftRequest) -> DraftText:
             note=f"{note} {scaffold}" if note else scaffold,
         )
     values["next_step"] = next_steps[step_key].format(**values)
+    apologies: dict[str, str] = templates["apology"]
+    values["apology"] = apologies.get(step_key, apologies["default"])
     text = templates["templates"][request.kind].format(**values)
     return DraftText(
         text=_finish(text, request),
