@@ -28,6 +28,7 @@ from models.train_sentiment import (
     SEED,
     class_balanced,
     concat,
+    ltec_split,
     per_language,
     read_jsonl,
 )
@@ -113,20 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     brand = read_jsonl(BRAND_EXAMPLES, "brand")
     umsab_val = read_jsonl(training / "xlmt-umsab-sentiment/val.jsonl", "umsab-val")
     # The same stratified 10% LTEC holdout models.train_sentiment tunes on.
-    hold_rng = np.random.default_rng(SEED)
-    holdout = np.concatenate(
-        [
-            hold_rng.permutation(np.flatnonzero(ltec.labels == c))[
-                : int(0.1 * np.sum(ltec.labels == c))
-            ]
-            for c in range(len(LABELS))
-        ]
-    )
-    keep = np.setdiff1d(np.arange(len(ltec.texts)), holdout)
-    train = concat("train", [umsab, ltec.subset(keep, "ltec-fit"), brand])
+    ltec_fit, ltec_val = ltec_split(ltec)
+    train = concat("train", [umsab, ltec_fit, brand])
     if args.limit:
         train = train.subset(rng.permutation(len(train.texts))[: args.limit], "train")
-    vals = [umsab_val, ltec.subset(holdout, "ltec-val")]
+    vals = [umsab_val, ltec_val]
 
     encoder = Encoder(adapter=None, precision="fp32")
     model = encoder._model

@@ -162,6 +162,19 @@ def vader_bands(
     return out
 
 
+def ltec_split(ltec: Split) -> tuple[Split, Split]:
+    """LTEC has no validation split: a stratified 10% of its train file, held out for tuning."""
+    rng = np.random.default_rng(SEED)
+    holdout = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(ltec.labels == c))[: int(0.1 * np.sum(ltec.labels == c))]
+            for c in range(len(LABELS))
+        ]
+    )
+    keep = np.setdiff1d(np.arange(len(ltec.texts)), holdout)
+    return ltec.subset(keep, "ltec-fit"), ltec.subset(holdout, "ltec-val")
+
+
 def _key(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -369,18 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.embed_only:
         return 0
 
-    # LTEC has no validation split: hold out a stratified 10% of its train file for tuning.
-    rng = np.random.default_rng(SEED)
-    holdout = np.concatenate(
-        [
-            rng.permutation(np.flatnonzero(ltec_all.labels == c))[
-                : int(0.1 * np.sum(ltec_all.labels == c))
-            ]
-            for c in range(len(LABELS))
-        ]
-    )
-    keep = np.setdiff1d(np.arange(len(ltec_all.texts)), holdout)
-    ltec_fit, ltec_holdout = ltec_all.subset(keep, "ltec-fit"), ltec_all.subset(holdout, "ltec-val")
+    ltec_fit, ltec_holdout = ltec_split(ltec_all)
     # The domain the product serves (and the only Polish rows): each counts four times.
     brand.weights[:] = 4.0
     vader = vader_bands(vader_all, vader_ratings, VADER_NEUTRAL, VADER_POLAR)
