@@ -200,3 +200,38 @@ def test_the_apology_names_what_went_wrong(lang):
     for intent in intents:
         text = render_draft(_request(language=lang, intents=(intent,))).text
         assert apologies[intent] in text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+@pytest.mark.parametrize("intent", ["billing", "refund", "delivery", "defect", "other"])
+def test_a_given_order_number_is_said_back_and_not_asked_for_again(lang, register, intent):
+    from connectors.reply import ReplyRules
+    from triage.drafts.check import check_draft, summary
+
+    text = "Zamówienie nr 4711-0815 / order 4711-0815 still missing"
+    draft = render_draft(
+        _request(language=lang, intents=(intent,), register=register, mention_text=text)
+    )
+    assert "4711-0815" in draft.text
+    plain = render_draft(_request(language=lang, intents=(intent,), register=register))
+    asked = load_templates(lang)["next_steps"].get(intent, "")
+    assert asked.split(",")[0] not in draft.text or not asked
+    assert draft.text != plain.text
+    findings = check_draft(
+        draft.text, language=lang, kind="complaint", rules=ReplyRules(max_length=280), name="Anna"
+    )
+    assert findings == [], summary(findings)
+
+
+def test_order_numbers_are_found_in_every_language_and_prices_are_not():
+    from triage.drafts.render import order_number
+
+    assert order_number("my order 123456 never came") == "123456"
+    assert order_number("zamówienie nr 987654 nie dotarło") == "987654"
+    assert order_number("pasūtījums 44556677 nav atnācis") == "44556677"
+    assert order_number("o pedido 55443322 não chegou") == "55443322"
+    assert order_number("Bestellung #A-12345 fehlt") == "A-12345"
+    assert order_number("commande n° 778899 jamais reçue") == "778899"
+    assert order_number("I paid 49.99 and it cost 120000 points") is None
+    assert order_number("pedido 12") is None

@@ -222,6 +222,7 @@ class Pipeline:
                         emoji=brand.emoji,
                         links=rules.links if rules else True,
                         register=brand.formality.get(analysis.language),
+                        mention_text=mention.text,
                     )
                     draft = render_draft(request)
                     if drafter is not None:

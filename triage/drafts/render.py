@@ -44,6 +44,8 @@ class DraftRequest:
     links: bool = True
     # "formal" or "informal" from [brand] formality; None: the language file's own register.
     register: str | None = None
+    # The mention's text, read for specifics to acknowledge (an order number).
+    mention_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    for table in ("templates", "apology", "next_steps", "holding", "scaffold"):
+    for table in ("templates", "apology", "next_steps", "known_order", "holding", "scaffold"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -174,7 +176,13 @@ def render_draft(request: DraftRequest) -> DraftText:
             generator=f"template:answer:{language}",
             note=f"{note} {scaffold}" if note else scaffold,
         )
-    values["next_step"] = next_steps[step_key].format(**values)
+    order = order_number(request.mention_text)
+    known: dict[str, str] = templates.get("known_order", {})
+    if order and step_key in known:
+        # They told us the order number: say it back, and never ask for it again.
+        values["next_step"] = known[step_key].format(**values, order=order)
+    else:
+        values["next_step"] = next_steps[step_key].format(**values)
     apologies: dict[str, str] = templates["apology"]
     values["apology"] = apologies.get(step_key, apologies["default"])
     text = templates["templates"][request.kind].format(**values)
@@ -198,6 +206,25 @@ def _finish(text: str, request: DraftRequest) -> str:
     if not request.emoji:
         text = _EMOJI.sub("", text)
     return " ".join(text.split())
+
+
+# "order 123456", "zamówienie nr 123456", "Bestellung #A-12345", "#123456": order words in the
+# seven languages, then a reference with at least five digits (short numbers are often prices).
+_ORDER = re.compile(
+    r"(?:#|\b(?:order|zam[oó]wieni\w*|pas[uū]t[iī]jum\w*|pedido|encomenda|bestellung|"
+    r"bestellnummer|commande|auftrag)\s*(?:n[or]\.?|n[°º]|nummer|number|numer|numurs|n[uú]mero)?"
+    r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
+    re.IGNORECASE,
+)
+
+
+def order_number(text: str) -> str | None:
+    """The order reference a customer gave, if any; only letters, digits and hyphens."""
+    for match in _ORDER.finditer(text):
+        reference = match.group(1)
+        if sum(ch.isdigit() for ch in reference) >= 5:
+            return reference.upper()
+    return None
 
 
 def sign(text: str, sign_off: str, agent_name: str | None, brand: str) -> str:
