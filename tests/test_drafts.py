@@ -235,3 +235,23 @@ def test_order_numbers_are_found_in_every_language_and_prices_are_not():
     assert order_number("commande n° 778899 jamais reçue") == "778899"
     assert order_number("I paid 49.99 and it cost 120000 points") is None
     assert order_number("pedido 12") is None
+
+
+def test_dm_instructions_are_added_only_while_the_reply_fits():
+    from connectors.reply import ReplyRules
+
+    hours = "Our DMs are open 8am-8pm, every day."
+    roomy = render_draft(_request(dm_instructions=hours, rules=ReplyRules(max_length=500)))
+    assert roomy.text.endswith(hours)
+    plain = render_draft(_request()).text
+    limit = len(plain) + len(hours)  # one character short of room for " " + hours
+    tight = render_draft(_request(dm_instructions=hours, rules=ReplyRules(max_length=limit)))
+    assert tight.text == plain
+    praise = render_draft(_request(kind="praise", dm_instructions=hours))
+    assert hours not in praise.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_safety_drafts_are_flagged_for_a_lead(lang):
+    draft = render_draft(_request(language=lang, intents=("safety",)))
+    assert "a lead should approve" in draft.note

@@ -100,6 +100,9 @@ class BrandSettings(_Section):
     # Added to a reply when an agent sends it: {initials} and {first_name} are the agent's
     # (their Slack name, or `triage reply --as`), {brand} the brand; "" adds nothing.
     sign_off: str = ""
+    # How to reach the brand privately, in the customer's language (e.g. { en = "Our DMs are
+    # open 8am-8pm." }): added to complaint and question drafts when the reply still fits.
+    dm_instructions: dict[str, str] = Field(default_factory=dict)
     # The form of address per language where the templates have both, e.g. { de = "informal" }.
     formality: dict[str, Literal["formal", "informal"]] = Field(default_factory=dict)
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.

@@ -223,6 +223,8 @@ class Pipeline:
                         links=rules.links if rules else True,
                         register=brand.formality.get(analysis.language),
                         mention_text=mention.text,
+                        dm_instructions=brand.dm_instructions.get(analysis.language, ""),
+                        rules=rules,
                     )
                     draft = render_draft(request)
                     if drafter is not None:

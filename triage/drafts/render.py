@@ -11,6 +11,8 @@ from typing import Any
 
 import regex
 
+from connectors.reply import ReplyRules
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "praise")
@@ -46,6 +48,9 @@ class DraftRequest:
     register: str | None = None
     # The mention's text, read for specifics to acknowledge (an order number).
     mention_text: str = ""
+    # The brand's own words on how to reach it privately, added when the reply still fits.
+    dm_instructions: str = ""
+    rules: ReplyRules | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +190,17 @@ def render_draft(request: DraftRequest) -> DraftText:
         values["next_step"] = next_steps[step_key].format(**values)
     apologies: dict[str, str] = templates["apology"]
     values["apology"] = apologies.get(step_key, apologies["default"])
-    text = templates["templates"][request.kind].format(**values)
+    text = _finish(templates["templates"][request.kind].format(**values), request)
+    if request.kind != "praise" and request.dm_instructions.strip():
+        longer = f"{text} {_finish(request.dm_instructions, request)}"
+        rules = request.rules
+        if rules is None or rules.length(longer) <= rules.max_length:
+            text = longer
+    if "safety" in request.intents:
+        lead = "Safety risk: a lead should approve this reply."
+        note = f"{note} {lead}" if note else lead
     return DraftText(
-        text=_finish(text, request),
+        text=text,
         language=language,
         generator=f"template:{request.kind}:{language}:{step_key}",
         note=note,
