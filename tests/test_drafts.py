@@ -255,3 +255,30 @@ def test_dm_instructions_are_added_only_while_the_reply_fits():
 def test_safety_drafts_are_flagged_for_a_lead(lang):
     draft = render_draft(_request(language=lang, intents=("safety",)))
     assert "a lead should approve" in draft.note
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_praise_gets_a_thank_you_for_what_was_praised(lang, register):
+    from connectors.reply import ReplyRules
+    from triage.drafts.check import check_draft, summary
+    from triage.drafts.render import with_register
+
+    templates = with_register(load_templates(lang), register)
+    generic = render_draft(_request(language=lang, kind="praise", register=register)).text
+    seen = set()
+    for topic, cues in templates["praise_cues"].items():
+        mention = f"{cues[0].rstrip('*')} !"
+        draft = render_draft(
+            _request(language=lang, kind="praise", register=register, mention_text=mention)
+        )
+        assert draft.text == " ".join(
+            templates["praise_topics"][topic].format(name="Anna", brand="Kestrel").split()
+        ), topic
+        assert draft.text != generic
+        seen.add(draft.text)
+        findings = check_draft(
+            draft.text, language=lang, kind="praise", rules=ReplyRules(max_length=280), name="Anna"
+        )
+        assert findings == [], summary(findings)
+    assert len(seen) == 4

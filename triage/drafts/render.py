@@ -12,6 +12,7 @@ from typing import Any
 import regex
 
 from connectors.reply import ReplyRules
+from models.urgency import cue_pattern, normalise
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
@@ -94,7 +95,8 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    for table in ("templates", "apology", "next_steps", "known_order", "holding", "scaffold"):
+    tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold")
+    for table in (*tables, "praise_topics"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -190,7 +192,11 @@ def render_draft(request: DraftRequest) -> DraftText:
         values["next_step"] = next_steps[step_key].format(**values)
     apologies: dict[str, str] = templates["apology"]
     values["apology"] = apologies.get(step_key, apologies["default"])
-    text = _finish(templates["templates"][request.kind].format(**values), request)
+    template = templates["templates"][request.kind]
+    if request.kind == "praise":
+        topic = praise_topic(templates, request.mention_text)
+        template = templates.get("praise_topics", {}).get(topic, template)
+    text = _finish(template.format(**values), request)
     if request.kind != "praise" and request.dm_instructions.strip():
         longer = f"{text} {_finish(request.dm_instructions, request)}"
         rules = request.rules
@@ -229,6 +235,15 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def praise_topic(templates: dict[str, Any], text: str) -> str | None:
+    """What the customer praised (support, delivery, app, product), by the language's cues."""
+    normal = normalise(text)
+    for topic, cues in templates.get("praise_cues", {}).items():
+        if any(cue_pattern(cue).search(normal) for cue in cues):
+            return str(topic)
+    return None
 
 
 def order_number(text: str) -> str | None:
