@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CUES_DIR = Path(__file__).parent / "cues"
-NON_COMPLAINT_INTENTS = frozenset({"question", "praise"})
+NON_COMPLAINT_INTENTS = frozenset({"question", "praise", "feedback"})
 # How much the example-based complaint model counts against the cue blend (chosen on the
 # validation mentions, models/tune_intent.py).
 MODEL_SHARE = 0.75
@@ -67,7 +67,7 @@ class Signals:
 class UrgencyResult:
     score: int
     priority: str
-    kind: str  # complaint | question | praise | info
+    kind: str  # complaint | question | feedback | praise | info
     complaint_probability: float
     escalate: bool
     intents: list[str] = field(default_factory=list)
@@ -208,7 +208,7 @@ class UrgencyScorer:
             score = max(score, w.escalation_floor)
         kind = _kind(signals, complaint_probability, names)
         priority = "P1" if escalations else _band(score, w.bands)
-        if kind == "praise" and not escalations:
+        if kind in ("praise", "feedback") and not escalations:
             priority = "P4"
         elif kind == "complaint" and priority == "P4":
             priority = "P3"  # a complaint always gets a human's attention within the day
@@ -221,6 +221,8 @@ class UrgencyScorer:
         ]
         if kind == "praise":
             reasons.append("praise: thank-you")
+        elif kind == "feedback":
+            reasons.append("feedback: a suggestion to thank and pass on")
         names_out = [i.name for i in intents]
         model_intent = signals.model_intent
         if model_intent and model_intent not in names and model_intent != "other":
@@ -259,6 +261,8 @@ def _contradicted_praise(signals: Signals, intents: set[str]) -> bool:
 def _kind(signals: Signals, complaint_probability: float, intents: set[str]) -> str:
     if complaint_probability >= 0.5 or _contradicted_praise(signals, intents):
         return "complaint"
+    if "feedback" in intents:
+        return "feedback"  # "could you add dark mode?" is a suggestion, not a question
     if "question" in intents or "?" in signals.text:
         return "question"
     if "praise" in intents or signals.p_positive >= 0.6:

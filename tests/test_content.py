@@ -74,6 +74,7 @@ REASONS = {
     "waiting": "has been waiting / repeated contact",
     "anger": "strong negative language",
     "sarcasm": "sarcasm: praise words around a problem",
+    "feedback": "suggests an improvement",
     "question": "asks a question",
     "praise": "praise or thanks",
 }
@@ -291,7 +292,7 @@ def test_cue_file_shape(lang):
         assert len(set(entries)) == len(entries), f"{lang}.{intent} repeats a cue"
     for section in ("negation", "intensifiers"):
         assert cues[section]["cues"], f"{lang}: [{section}] is empty"
-    for intent in ("question", "praise"):
+    for intent in ("question", "praise", "feedback"):
         assert cues["intents"][intent]["weight"] == 0
 
 
@@ -391,7 +392,7 @@ def test_template_file_shape(lang):
     data = TEMPLATE_FILES[lang]
     assert data["language"] == lang
     assert data["register"] in {"formal", "informal", "neutral"}
-    assert set(data["templates"]) == {"complaint", "question", "praise", "answer"}
+    assert set(data["templates"]) == {"complaint", "question", "praise", "answer", "feedback"}
     assert {"name", "answer", "help_url"} <= fields(data["templates"]["answer"])
     assert data["scaffold"]["answer"] == data["scaffold"]["answer"].upper()
     assert set(data["next_steps"]) >= NEXT_STEPS
@@ -403,6 +404,7 @@ def test_template_file_shape(lang):
         assert {"name", "within", "next_step"} <= fields(data["templates"][key])
     assert "name" in fields(data["templates"]["praise"])
     assert "next_step" not in fields(data["templates"]["praise"])
+    assert fields(data["templates"]["feedback"]) == {"name"}
     for text in [*data["templates"].values(), *data["next_steps"].values()]:
         assert fields(text) <= PLACEHOLDERS, f"{lang}: unknown placeholder in {text!r}"
     steps = data["next_steps"]
@@ -431,7 +433,7 @@ def test_every_reply_fits_in_a_tweet(lang):
     answer = data["templates"]["answer"].format(**values, answer=data["scaffold"]["answer"])
     assert len(answer) <= 280 - 40, f"{lang}: room for the answer: {answer}"
     for key, template in data["templates"].items():
-        if key == "answer":
+        if key in ("answer", "feedback"):
             continue
         for step_key, step in data["next_steps"].items():
             apology = data["apology"].get(step_key, data["apology"]["default"])

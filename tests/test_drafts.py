@@ -282,3 +282,23 @@ def test_praise_gets_a_thank_you_for_what_was_praised(lang, register):
         )
         assert findings == [], summary(findings)
     assert len(seen) == 4
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_feedback_gets_a_thank_you_that_promises_nothing(lang, register):
+    from connectors.reply import ReplyRules
+    from triage.drafts.check import Promises, check_draft, summary
+
+    draft = render_draft(_request(language=lang, kind="feedback", register=register))
+    assert draft.generator.startswith(f"template:feedback:{lang}")
+    assert "Anna" in draft.text and "💡" in draft.text
+    findings = check_draft(
+        draft.text,
+        language=lang,
+        kind="feedback",
+        rules=ReplyRules(max_length=280),
+        name="Anna",
+        promises=Promises(refunds=False, compensation=False),
+    )
+    assert findings == [], summary(findings)

@@ -112,3 +112,26 @@ def test_neutral_news_is_information(scorer):
 def test_huge_text_is_scored(scorer):
     result = _score(scorer, "not good " * 10_000 + "refund", p_negative=0.9)
     assert result.kind == "complaint"
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("en", "It would be great if the app had a dark mode"),
+        ("pl", "Przydałby się tryb ciemny, fajnie byłoby go mieć"),
+        ("lv", "Būtu labi, ja lietotnei būtu tumšais režīms"),
+        ("pt", "Seria ótimo se o app tivesse modo escuro"),
+        ("es", "Sería genial que la app tuviera modo oscuro"),
+        ("de", "Wäre schön, wenn die App einen Dunkelmodus hätte"),
+        ("fr", "Ce serait top d'avoir un mode sombre dans l'appli"),
+    ],
+)
+def test_a_suggestion_is_feedback_at_p4(scorer, language, text):
+    result = _score(scorer, text, language, p_negative=0.05, p_positive=0.4)
+    assert (result.kind, result.priority) == ("feedback", "P4")
+    assert "feedback: a suggestion to thank and pass on" in result.reasons
+
+
+def test_a_suggestion_inside_a_complaint_stays_a_complaint(scorer):
+    text = "You charged me twice. It would be great if you checked your billing"
+    assert _score(scorer, text, p_negative=0.8).kind == "complaint"

@@ -16,7 +16,7 @@ from models.urgency import cue_pattern, normalise
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
-DRAFTED_KINDS = ("complaint", "question", "praise")
+DRAFTED_KINDS = ("complaint", "question", "feedback", "praise")
 # Intents answered only with a holding reply, in this order, and how the note names them.
 HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # When a mention has several intents, the riskiest decides the next step offered.
@@ -32,7 +32,7 @@ NEXT_STEP_ORDER = {
 class DraftRequest:
     """What a draft is written from."""
 
-    kind: str  # complaint | question | praise
+    kind: str  # complaint | question | feedback | praise
     language: str
     intents: tuple[str, ...]
     author_name: str | None
@@ -197,7 +197,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         topic = praise_topic(templates, request.mention_text)
         template = templates.get("praise_topics", {}).get(topic, template)
     text = _finish(template.format(**values), request)
-    if request.kind != "praise" and request.dm_instructions.strip():
+    if request.kind in ("complaint", "question") and request.dm_instructions.strip():
         longer = f"{text} {_finish(request.dm_instructions, request)}"
         rules = request.rules
         if rules is None or rules.length(longer) <= rules.max_length:

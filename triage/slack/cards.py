@@ -74,7 +74,7 @@ class CardView:
     reply_length: int | None = None
     cannot_reply: str | None = None
     escalate: bool = False
-    # complaint | question | praise | info: praise gets a thank-you, not an apology.
+    # complaint | question | feedback | praise | info: praise gets a thank-you, not an apology.
     kind: str = "complaint"
     oncall_group: str | None = None
     assignee: str | None = None

@@ -93,7 +93,7 @@ class Analysis(SQLModel, table=True):
     p_neutral: float
     p_positive: float
     complaint_probability: float
-    kind: str = Field(max_length=16, description="complaint | question | praise | info")
+    kind: str = Field(max_length=16, description="complaint | question | feedback | praise | info")
     intents: list[str] | None = _json()
     urgency: int = Field(index=True)
     priority: str = Field(max_length=2, index=True)
