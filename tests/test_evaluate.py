@@ -65,6 +65,9 @@ def test_every_row_is_measured_and_the_card_is_written(analyzer, benchmarks):
     assert rows["Complaints (Preotiuc-Pietro 2019)"].ours == 100.0
     assert rows["X-CI severity 0-4"].ours > 0
     assert report.language_accuracy["fr"] == (100.0, 2)
+    polish, count = report.language_accuracy["pl (hand-written)"]
+    assert count >= 100 and polish >= 90.0
+    assert report.complaint_detail["recall"] == 100.0 and report.complaint_detail["auc"] == 1.0
     assert sum(sum(row) for row in report.confusions["en"]) == 2
     assert 0.0 <= report.calibration["en"] <= 1.0
     assert report.throughput > 0
@@ -72,6 +75,7 @@ def test_every_row_is_measured_and_the_card_is_written(analyzer, benchmarks):
     card = model_card(report)
     assert "| Complaints (Preotiuc-Pietro 2019) | macro-F1 | 100.0 |" in card
     assert "## Known weaknesses" in card
+    assert "| pl (hand-written) |" in card and "precision 100.0%, recall 100.0%" in card
 
 
 def test_limit_takes_the_first_rows_of_each_language(benchmarks):
