@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -308,6 +309,46 @@ def queue(
     settings = _settings(config)
     engine = _open_store(settings)
     print_queue(load_queue(engine, limit=limit), _console())
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="The file to write (a folder for png).")],
+    since: Annotated[
+        str | None, typer.Option(help="Start, e.g. 2026-11-01 (default: 7 days before --until).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="End, exclusive, e.g. 2026-11-08 (default: now).")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="html, csv or png.")] = "html",
+    config: ConfigOption = None,
+) -> None:
+    """Write the sentiment report for a period: HTML with charts, the CSV rows, or the PNGs."""
+    from triage.clock import utcnow
+    from triage.reports import build_report
+
+    if format not in ("html", "csv", "png"):
+        raise typer.BadParameter(f"{format!r}: expected html, csv or png", param_hint="--format")
+    end = _moment(until, "--until") if until else utcnow()
+    start = _moment(since, "--since") if since else end - timedelta(days=7)
+    settings = _settings(config)
+    engine = _open_store(settings)
+    try:
+        written = build_report(engine, settings, start, end).write(out, format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since/--until") from None
+    typer.echo("\n".join(f"Wrote {path}" for path in written))
+
+
+def _moment(value: str, option: str) -> datetime:
+    """A date (midnight UTC) or an ISO date-time; naive times are UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date such as 2026-11-01", param_hint=option
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @contextmanager

@@ -22,6 +22,8 @@ from triage.store.tables import (
     ConnectorState,
     Draft,
     Mention,
+    OutboundReply,
+    ReplyStatus,
     SlackMessage,
 )
 
@@ -288,3 +290,24 @@ def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
         )
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def analyzed_between(
+    session: Session, *, since: datetime, until: datetime
+) -> list[tuple[Mention, Analysis, Case | None, str | None]]:
+    """Mentions posted in [since, until) with their analysis, case and who sent the reply."""
+    sender = (
+        select(OutboundReply.mention_id, sa.func.min(OutboundReply.requested_by).label("sender"))
+        .where(OutboundReply.status == ReplyStatus.SENT)
+        .group_by(OutboundReply.mention_id)
+        .subquery()
+    )
+    rows = session.exec(
+        select(Mention, Analysis, Case, sender.c.sender)
+        .join(Analysis, Analysis.mention_id == Mention.id)
+        .join(Case, Case.mention_id == Mention.id, isouter=True)
+        .join(sender, sender.c.mention_id == Mention.id, isouter=True)
+        .where(col(Mention.created_at) >= since, col(Mention.created_at) < until)
+        .order_by(col(Mention.created_at), col(Mention.id))
+    ).all()
+    return [(m, a, c, s) for m, a, c, s in rows]

@@ -1,0 +1,90 @@
+"""The report as text (for Slack), a self-contained HTML file, or CSV rows."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import io
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from triage.reports.figures import Figures
+
+CSV_FIELDS = (
+    "mention_id", "created_at", "source", "platform", "language", "sentiment", "kind",
+    "priority", "urgency", "intents", "status", "first_response_seconds",
+    "resolution_seconds", "agent", "url", "text",
+)  # fmt: skip
+
+
+def percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.0f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """4 min, 2.5 h, 3.0 days; – when there is nothing to measure."""
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def summary(figures: Figures) -> str:
+    """The headline figures in two or three sentences."""
+    days = (figures.until - figures.since).days or 1
+    parts = [f"{figures.volume} mentions in {days} day{'s' if days != 1 else ''}"]
+    if figures.previous_volume:
+        change = 100 * (figures.volume - figures.previous_volume) / figures.previous_volume
+        parts[0] += f" ({change:+.0f}% on the period before)"
+    if figures.net_sentiment is not None:
+        net = f"net sentiment {figures.net_sentiment:+.0f}"
+        if figures.previous_net_sentiment is not None:
+            delta = figures.net_sentiment - figures.previous_net_sentiment
+            net += f" ({delta:+.0f} points)"
+        parts.append(net)
+    if figures.complaint_categories:
+        top = ", ".join(list(figures.complaint_categories)[:3])
+        parts.append(f"top complaints: {top}")
+    care = figures.care
+    if care.replied:
+        parts.append(
+            f"first response median {duration(care.first_response_median)}, "
+            f"p90 {duration(care.first_response_p90)}"
+        )
+    return "; ".join(parts) + "."
+
+
+def to_html(figures: Figures, charts: dict[str, bytes], *, brand: str) -> str:
+    """One self-contained page: charts embedded, the tables behind them, example mentions."""
+    env = Environment(
+        loader=PackageLoader("triage.reports", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+    template = env.get_template("report.html.j2")
+    return template.render(
+        brand=brand,
+        since=figures.since.strftime("%Y-%m-%d %H:%M"),
+        until=figures.until.strftime("%Y-%m-%d %H:%M"),
+        summary=summary(figures),
+        figures=figures,
+        charts={name: base64.b64encode(png).decode("ascii") for name, png in charts.items()},
+        percent=percent,
+        duration=duration,
+    )
+
+
+def to_csv(figures: Figures) -> str:
+    """One row per mention of the period, the numbers behind every chart."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    for row in figures.rows:
+        values = dataclasses.asdict(row)
+        values["intents"] = " ".join(row.intents)
+        values["created_at"] = row.created_at.isoformat()
+        writer.writerow([values[name] if values[name] is not None else "" for name in CSV_FIELDS])
+    return out.getvalue()
