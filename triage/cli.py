@@ -44,6 +44,8 @@ ConfigOption = Annotated[
 log = logging.getLogger("triage")
 # How often cards, SLA reminders and the Slack outbox are looked at.
 NOTIFY_SECONDS = 5.0
+# Scheduled reports are checked every minute; each slot is posted once (triage.reports.post).
+REPORT_CHECK_SECONDS = 60.0
 
 
 def _console(file: TextIO | None = None) -> Console:
@@ -251,6 +253,8 @@ def once(config: ConfigOption = None) -> None:
 def run(config: ConfigOption = None) -> None:
     """Poll connectors on their schedules and run the Slack bot until SIGINT or SIGTERM."""
     from triage.pipeline import Pipeline
+    from triage.reports.post import register as register_reports
+    from triage.reports.post import reports_cycle
     from triage.scheduler import ConnectorScheduler
     from triage.slack.bot import build_bot, notify_cycle
     from triage.slack.transport import run_socket_mode
@@ -267,6 +271,10 @@ def run(config: ConfigOption = None) -> None:
         log.info("Slack is not configured ([slack] bot_token and care_channel): no cards")
     else:
         scheduler.every(NOTIFY_SECONDS, "slack", lambda: notify_cycle(bot.notifier))
+        register_reports(bot)
+        scheduler.every(
+            REPORT_CHECK_SECONDS, "reports", lambda: reports_cycle(engine, settings, bot.client)
+        )
         if settings.slack.app_token:
             socket = run_socket_mode(bot, settings.slack.app_token, bot.client)
         else:
@@ -293,6 +301,10 @@ def serve(
     settings = _settings(config)
     engine = _open_store(settings)
     bot = build_bot(settings, engine)
+    if bot is not None:
+        from triage.reports.post import register as register_reports
+
+        register_reports(bot)
     if bot is not None and not settings.slack.signing_secret:
         log.warning("no [slack] signing_secret: POST /slack/events is off")
     uvicorn.run(create_app(settings, engine, bot=bot), host=host, port=port, log_level="info")

@@ -279,6 +279,34 @@ class ConnectorSettings(_Section):
     credentials: dict[str, str] = Field(default_factory=dict)
 
 
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class ReportSettings(_Section):
+    """Scheduled sentiment reports in Slack; times are UTC, "" turns a report off."""
+
+    channel: str | None = Field(default=None, description="default: [slack] reports_channel")
+    daily_at: str = "08:00"
+    weekly_on: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
+    weekly_at: str = "08:00"
+
+    @field_validator("daily_at", "weekly_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if value and not _CLOCK.match(value):
+            raise ValueError(f'{value!r} is not a time such as "08:00" (24-hour, UTC), or ""')
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL_ID.match(value):
+            raise ValueError(f"{value!r} is not a channel id such as C0123ABCD")
+        return value
+
+
 class LlmSettings(_Section):
     """An OpenAI-compatible chat endpoint that writes drafts (Ollama, vLLM or a hosted one)."""
 
@@ -310,6 +338,7 @@ class Settings(_Section):
     models: ModelSettings = Field(default_factory=ModelSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     drafts: DraftSettings = Field(default_factory=DraftSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     source: str = Field(default="(built-in defaults)", exclude=True)
 

@@ -42,6 +42,10 @@ class FakeSlack:
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     groups: dict[str, list[str]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # users.info: id -> real name
+    # The external upload flow: file id -> (filename, bytes uploaded); completed shares.
+    uploads: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    shared: list[dict[str, Any]] = field(default_factory=list)
+    base: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: float = field(default_factory=time.time)
 
@@ -81,6 +85,18 @@ class FakeSlack:
                     message.update({key: value for key, value in body.items() if key != "ts"})
                     return {"ok": True, "channel": channel, "ts": body["ts"]}
             return {"ok": False, "error": "message_not_found"}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{len(self.uploads) + 1:07d}"
+            self.uploads[file_id] = (str(body.get("filename")), b"")
+            return {"ok": True, "upload_url": f"{self.base}upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = body.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            missing = [f["id"] for f in files if not self.uploads.get(f["id"], ("", b""))[1]]
+            if missing:
+                return {"ok": False, "error": "file_upload_not_complete"}
+            self.shared.append({**body, "files": files})
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
         if method == "users.info":
             user = body.get("user", "")
             name = self.names.get(user)
@@ -109,6 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:
+        if self.path.startswith("/upload/"):
+            self._upload(self.path.rsplit("/", 1)[-1])
+            return
         method = self.path.rsplit("/", 1)[-1]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode("utf-8")
@@ -129,6 +148,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _upload(self, file_id: str) -> None:
+        """Step two of the external upload flow: the raw bytes, posted to the upload URL."""
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        state = self.server.state
+        with state.lock:
+            known = file_id in state.uploads
+            if known:
+                state.uploads[file_id] = (state.uploads[file_id][0], data)
+        answer = f"OK - {len(data)}".encode() if known else b"unknown file"
+        self.send_response(200 if known else 404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
@@ -145,4 +179,5 @@ def start_fake_slack() -> tuple[_Server, str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
+    server.state.base = f"http://{host}:{port}/"
     return server, f"http://{host}:{port}/api/"

@@ -23,6 +23,7 @@ def test_manifest_has_the_scopes_events_and_command_the_bot_uses():
         "commands",
         "usergroups:read",
         "users:read",
+        "files:write",
     }
     settings = manifest["settings"]
     assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]

@@ -60,7 +60,7 @@ CHOICE_BLOCK, CHOICE_INPUT = "choice", "action"
 GROUP_CACHE_SECONDS = 300.0
 HELP = (
     "*/triage* commands: `queue` (top open cases), `stats` (today), `connectors` (health), "
-    "`pause NAME` / `resume NAME` (admins)"
+    "`pause NAME` / `resume NAME` (admins), `report 7d` (the sentiment report here; 24h..90d)"
 )
 
 
@@ -93,6 +93,9 @@ class SlackBot:
         self.cases = CaseActions(engine)
         self._monotonic = monotonic
         self._groups: dict[str, tuple[float, set[str]]] = {}
+        # `/triage NAME ...` handlers later stages register (reports), so the bot needs no
+        # import of them: (bot, words after NAME, the command's form) -> Ack.
+        self.commands: dict[str, Callable[[SlackBot, list[str], dict[str, str]], Ack]] = {}
         self._names: dict[str, str | None] = {}
 
     # -- who may do what -------------------------------------------------------------------
@@ -437,6 +440,10 @@ class SlackBot:
         """`/triage ...`: answered at once, visible only to the person who asked."""
         from triage.slack.commands import run_command
 
+        words = form.get("text", "").split()
+        handler = self.commands.get(words[0].lower()) if words else None
+        if handler is not None:
+            return handler(self, words[1:], form)
         text = run_command(self, form.get("text", ""), form.get("user_id", ""))
         return Ack(body={"response_type": "ephemeral", "text": text})
 
