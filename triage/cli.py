@@ -46,6 +46,8 @@ log = logging.getLogger("triage")
 NOTIFY_SECONDS = 5.0
 # Scheduled reports are checked every minute; each slot is posted once (triage.reports.post).
 REPORT_CHECK_SECONDS = 60.0
+# Spikes are judged per complete hour; a check every 5 minutes alerts within minutes of it.
+SPIKE_CHECK_SECONDS = 300.0
 
 
 def _console(file: TextIO | None = None) -> Console:
@@ -255,6 +257,7 @@ def run(config: ConfigOption = None) -> None:
     from triage.pipeline import Pipeline
     from triage.reports.post import register as register_reports
     from triage.reports.post import reports_cycle
+    from triage.reports.spikes import spikes_cycle
     from triage.scheduler import ConnectorScheduler
     from triage.slack.bot import build_bot, notify_cycle
     from triage.slack.transport import run_socket_mode
@@ -274,6 +277,9 @@ def run(config: ConfigOption = None) -> None:
         register_reports(bot)
         scheduler.every(
             REPORT_CHECK_SECONDS, "reports", lambda: reports_cycle(engine, settings, bot.client)
+        )
+        scheduler.every(
+            SPIKE_CHECK_SECONDS, "spikes", lambda: spikes_cycle(engine, settings, bot.client)
         )
         if settings.slack.app_token:
             socket = run_socket_mode(bot, settings.slack.app_token, bot.client)
