@@ -94,6 +94,8 @@ def test_html_is_self_contained_and_escapes_customer_text(known, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
     assert "5 mentions in 2 days (+150% on the period before)" in html
     assert "net sentiment -40 (-40 points)" in html
+    assert "negative mentions talk about charged, twice" in html
+    assert "within the SLA: P1 100%, P2 100%, P3 0%" in html
     assert '<td>U1</td><td class="n">2</td><td class="n">25 min</td>' in html
 
 

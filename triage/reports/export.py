@@ -49,11 +49,16 @@ def summary(figures: Figures) -> str:
     if figures.complaint_categories:
         top = ", ".join(list(figures.complaint_categories)[:3])
         parts.append(f"top complaints: {top}")
+    if figures.negative_topics:
+        words = ", ".join(word for word, _ in figures.negative_topics[:5])
+        parts.append(f"negative mentions talk about {words}")
     care = figures.care
     if care.replied:
+        shares = care.within_sla.items()
+        within = ", ".join(f"{band} {percent(s)}" for band, s in shares if s is not None)
         parts.append(
             f"first response median {duration(care.first_response_median)}, "
-            f"p90 {duration(care.first_response_p90)}"
+            f"p90 {duration(care.first_response_p90)}; within the SLA: {within}"
         )
     return "; ".join(parts) + "."
 
