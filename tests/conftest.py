@@ -88,3 +88,14 @@ def write_jsonl(path, rows) -> None:
     import json
 
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+
+
+@pytest.fixture
+def slack():
+    """A fake Slack Web API on 127.0.0.1 (tests/slack/fake_slack.py): its state and URL."""
+    from tests.slack.fake_slack import start_fake_slack
+
+    server, url = start_fake_slack()
+    yield server.state, url
+    server.shutdown()
+    server.server_close()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.slack.fake_slack import FakeSlack, start_fake_slack
 from triage.store import Analysis, Case, CaseStatus, Mention, OutboundReply, session_scope
 from triage.store.tables import ReplyStatus
 
@@ -119,11 +117,3 @@ def known(engine):
     _add(engine, 7, DAY1 - 10 * h)
     _add(engine, 8, UNTIL, text="exactly at the end: the next period")
     return engine
-
-
-@pytest.fixture
-def slack() -> Iterator[tuple[FakeSlack, str]]:
-    server, url = start_fake_slack()
-    yield server.state, url
-    server.shutdown()
-    server.server_close()

@@ -10,7 +10,6 @@ import pytest
 
 from connectors.base import Connector, Page
 from connectors.reply import ReplyRules, SentReply
-from tests.slack.fake_slack import FakeSlack, start_fake_slack
 from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
 from triage.domain import ReplyTarget
 from triage.slack.bot import SlackBot
@@ -20,14 +19,6 @@ from triage.store import Analysis, Case, Draft, Mention, session_scope
 CARE = "C0CARE0001"
 CREATED_AT = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ESCALATION = "C0ESCAL001"
-
-
-@pytest.fixture
-def slack() -> Iterator[tuple[FakeSlack, str]]:
-    server, url = start_fake_slack()
-    yield server.state, url
-    server.shutdown()
-    server.server_close()
 
 
 def add_case(
