@@ -47,10 +47,12 @@ def test_a_report_is_posted_once_per_slot_with_its_charts(known, slack):
     assert message["channel"] == REPORTS
     assert message["text"].startswith("*Daily report, 10 Nov – 11 Nov 2026*\n3 mentions in 1 day")
     [share] = state.shared
-    assert share["channel_id"] == REPORTS and len(share["files"]) == 6
+    assert share["channel_id"] == REPORTS and len(share["files"]) == 7
     uploaded = {name: data for name, data in state.uploads.values()}
-    assert set(uploaded) >= {"sentiment-over-time.png", "first-response.png"}
-    assert all(data.startswith(b"\x89PNG") for data in uploaded.values())
+    assert set(uploaded) >= {"sentiment-over-time.png", "first-response.png", "report.html"}
+    pngs = [data for name, data in uploaded.items() if name.endswith(".png")]
+    assert len(pngs) == 6 and all(data.startswith(b"\x89PNG") for data in pngs)
+    assert uploaded["report.html"].startswith(b"<!doctype html>")
 
     assert reports_cycle(known, settings, client, now) == []  # same slot: nothing new
     assert len(state.shared) == 1 and len(state.calls_to("chat.postMessage")) == 1

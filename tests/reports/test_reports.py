@@ -39,13 +39,13 @@ def test_every_figure_of_a_known_period(known):
     assert care.first_response_p90 == pytest.approx(1800 + (36000 - 1800) * 0.8)
     assert care.within_sla == {"P1": 1.0, "P2": 1.0, "P3": 0.0, "P4": None}
     assert care.resolution_median == pytest.approx((1800 + 3600) / 2)
-    assert care.by_agent == {"U1": (2, 1500.0), "U2": (1, 36000.0)}
+    assert care.by_agent == {"U1": (2, 1500.0, 1500.0), "U2": (1, 36000.0, 36000.0)}
 
 
 def test_a_single_day_and_an_empty_period(known):
     day2 = compute(known, DAY1 + timedelta(days=1), UNTIL, SlaSettings())
     assert (day2.volume, day2.previous_volume) == (2, 3)
-    assert len(day2.daily) == 1 and day2.care.by_agent == {"U1": (1, 1200.0)}
+    assert len(day2.daily) == 1 and day2.care.by_agent == {"U1": (1, 1200.0, 1200.0)}
     empty = compute(known, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC),
                     SlaSettings())  # fmt: skip
     assert (empty.volume, empty.net_sentiment, empty.negative_topics) == (0, None, [])
@@ -96,7 +96,8 @@ def test_html_is_self_contained_and_escapes_customer_text(known, tmp_path):
     assert "net sentiment -40 (-40 points)" in html
     assert "negative mentions talk about charged, twice" in html
     assert "within the SLA: P1 100%, P2 100%, P3 0%" in html
-    assert '<td>U1</td><td class="n">2</td><td class="n">25 min</td>' in html
+    row = '<td>U1</td><td class="n">2</td><td class="n">25 min</td><td class="n">25 min</td>'
+    assert row in html
 
 
 def test_csv_has_every_row_behind_the_charts(known, tmp_path):

@@ -28,10 +28,13 @@ class Report:
     def summary(self) -> str:
         return summary(self.figures)
 
+    def html(self) -> str:
+        return to_html(self.figures, self.charts, brand=self.brand)
+
     def write(self, out: Path, format: str) -> list[Path]:
         """Write html (one file), csv (one file) or png (one file per chart in folder `out`)."""
         if format == "html":
-            out.write_text(to_html(self.figures, self.charts, brand=self.brand), "utf-8")
+            out.write_text(self.html(), "utf-8")
             return [out]
         if format == "csv":
             out.write_text(to_csv(self.figures), "utf-8", newline="")

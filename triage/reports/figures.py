@@ -59,7 +59,8 @@ class CareFigures:
     first_response_p90: float | None
     within_sla: dict[str, float | None]  # share of replied cases per priority, 0..1
     resolution_median: float | None
-    by_agent: dict[str, tuple[int, float | None]]  # replies, median first response
+    # replies, median first response, median resolution (seconds), per agent
+    by_agent: dict[str, tuple[int, float | None, float | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +171,10 @@ def care_figures(rows: Sequence[Row], sla: SlaSettings) -> CareFigures:
         within[priority] = (
             sum(1 for t in done if t is not None and t <= target) / len(done) if done else None
         )
-    agents: dict[str, list[float]] = defaultdict(list)
+    agents: dict[str, list[Row]] = defaultdict(list)
     for row in replied:
-        if row.agent and row.first_response_seconds is not None:
-            agents[row.agent].append(row.first_response_seconds)
+        if row.agent:
+            agents[row.agent].append(row)
     resolved = [r.resolution_seconds for r in rows if r.resolution_seconds is not None]
     return CareFigures(
         replied=len(replied),
@@ -182,8 +183,12 @@ def care_figures(rows: Sequence[Row], sla: SlaSettings) -> CareFigures:
         within_sla=within,
         resolution_median=percentile(resolved, 50),
         by_agent={
-            agent: (len(seconds), percentile(seconds, 50))
-            for agent, seconds in sorted(agents.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            agent: (
+                len(mine),
+                percentile([r.first_response_seconds or 0.0 for r in mine], 50),
+                percentile([r.resolution_seconds for r in mine if r.resolution_seconds], 50),
+            )
+            for agent, mine in sorted(agents.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         },
     )
 

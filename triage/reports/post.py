@@ -56,13 +56,13 @@ def post_report(
         text=f"*{escape(title)}*{who}\n{escape(report.summary)}",
         unfurl_links=False,
     )
-    client.files_upload_v2(
-        channel=channel,
-        file_uploads=[
-            {"file": png, "filename": f"{name}.png", "title": name.replace("-", " ").capitalize()}
-            for name, png in report.charts.items()
-        ],
-    )
+    charts = [
+        {"file": png, "filename": f"{name}.png", "title": name.replace("-", " ").capitalize()}
+        for name, png in report.charts.items()
+    ]
+    # The whole report too: the tables, the examples and the per-agent care figures.
+    page = {"content": report.html(), "filename": "report.html", "title": f"{title} (HTML)"}
+    client.files_upload_v2(channel=channel, file_uploads=[*charts, page])
 
 
 def due_slots(schedule: ReportSettings, now: datetime) -> list[Slot]:
