@@ -95,6 +95,7 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
 
 
+@functools.cache
 def cue_pattern(cue: str) -> re.Pattern[str]:
     """A cue as a regex on normalised text: word boundaries, a trailing * for a prefix."""
     cue = normalise(cue.strip())
