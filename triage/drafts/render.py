@@ -131,7 +131,7 @@ def first_name(author_name: str | None, author_handle: str | None) -> str:
 
 
 def render_draft(request: DraftRequest) -> DraftText:
-    """A draft for a complaint, question or praise; other languages get English and a note."""
+    """The template draft for a case's kind and intents; other languages get English and a note."""
     if request.kind not in DRAFTED_KINDS:
         raise ValueError(f"no draft for kind {request.kind!r}; expected one of {DRAFTED_KINDS}")
     language = request.language
