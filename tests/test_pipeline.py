@@ -127,6 +127,7 @@ def test_a_failing_connector_never_stops_the_others(tmp_path, pipeline_factory, 
         failed = scheduler.run_connector("broken")
         failed_again = scheduler.run_connector("broken")
         good = scheduler.run_connector("good")
+        scheduler.analyze()
     assert failed.error and failed_again.consecutive_failures == 2
     assert good.error is None and good.new == 2
     # Logged when it started failing, not on every run.

@@ -148,7 +148,7 @@ def test_webhooks_are_never_polled(engine):
     scheduler = ConnectorScheduler(Pipeline(settings, engine))
     scheduler.start(paused=True)
     try:
-        assert [job.id for job in scheduler._scheduler.get_jobs() if job.id != "backlog"] == []
+        assert [job.id for job in scheduler._scheduler.get_jobs() if job.id != "analyze"] == []
     finally:
         scheduler.stop()
     assert Pipeline(settings, engine).run_once().ingests == []

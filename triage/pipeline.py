@@ -125,13 +125,15 @@ class Pipeline:
         report = ProcessReport()
         with self._process_lock:
             chunk = self.settings.models.batch_size * 4
+            # Drafts follow each chunk, so a long backlog yields cards as it goes.
+            report.drafts = self._draft_all()
             while not (stop is not None and stop.is_set()):
                 analyzed, cases = self._analyze_chunk(chunk)
                 if not analyzed:
                     break
                 report.analyzed += analyzed
                 report.cases += cases
-            report.drafts = self._draft_all()
+                report.drafts += self._draft_all()
         return report
 
     def run_once(self, *, stop: threading.Event | None = None) -> RunReport:

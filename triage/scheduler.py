@@ -1,4 +1,8 @@
-"""APScheduler jobs: one per enabled connector at its own interval, backing off after failures."""
+"""APScheduler jobs: polls per connector, analysis, and periodic jobs, each on threads of its own.
+
+Polls, analysis and the periodic jobs (the Slack notify cycle, reports, spike checks) run in
+separate thread pools, so a source that times out or a long backlog never holds back the cards.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,23 @@ from triage.pipeline import IngestReport, Pipeline
 log = logging.getLogger(__name__)
 JITTER_FRACTION = 0.1
 MAX_BACKOFF_SECONDS = 6 * 3600
+# Analysis also runs on a timer, for mentions that arrived while the last run was finishing.
+ANALYZE_SECONDS = 10.0
+ANALYZE_JOB = "analyze"
+
+
+class _SkippedRunsToDebug(logging.Filter):
+    """A periodic job still busy from its last run is normal under load, not a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances" in str(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_APSCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+_APSCHEDULER_LOG.addFilter(_SkippedRunsToDebug())
 
 
 def _logged(name: str, job: Callable[[], Any]) -> Callable[[], None]:
@@ -49,13 +70,16 @@ class ConnectorScheduler:
         self.pipeline = pipeline
         self.stop_event = threading.Event()
         connectors = polled(pipeline.settings.enabled_connectors())
+        self._max_workers = max_workers
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max(1, min(max_workers, len(connectors))))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
         self._connectors = {connector.name: connector for connector in connectors}
         self._periodic: list[tuple[str, Callable[[], Any], float]] = []
+        # Set by a poll that stored mentions; the analysis job runs until it stays clear.
+        self._new_mentions = threading.Event()
+        self._analyzing = threading.Lock()
 
     def every(self, seconds: float, name: str, job: Callable[[], Any]) -> None:
         """Also run `job` every `seconds` (Slack notifications, SLA checks); call before start."""
@@ -63,12 +87,18 @@ class ConnectorScheduler:
 
     def start(self, *, paused: bool = False) -> None:
         now = utcnow()
+        # One pool per kind of work: a slow poll never holds analysis or the Slack cycle.
+        polls = max(1, min(self._max_workers, len(self._connectors)))
+        self._scheduler.add_executor(ThreadPoolExecutor(polls), "polls")
+        self._scheduler.add_executor(ThreadPoolExecutor(1), "analysis")
+        self._scheduler.add_executor(ThreadPoolExecutor(max(1, len(self._periodic))), "periodic")
         for index, connector in enumerate(self._connectors.values()):
             self._scheduler.add_job(
                 self.run_connector,
                 IntervalTrigger(
                     seconds=connector.interval, jitter=connector.interval * JITTER_FRACTION
                 ),
+                executor="polls",
                 args=[connector.name],
                 id=connector.name,
                 name=f"poll {connector.name}",
@@ -79,31 +109,31 @@ class ConnectorScheduler:
             self._scheduler.add_job(
                 _logged(name, job),
                 IntervalTrigger(seconds=seconds),
+                executor="periodic",
                 id=name,
                 name=name,
                 next_run_time=now + timedelta(seconds=1),
             )
-        # Mentions stored before a crash or stop but not yet analyzed are picked up at once.
-        self._scheduler.add_job(self._process_backlog, "date", run_date=now, id="backlog")
+        # The first run, at once, picks up mentions a crash or stop left unanalyzed.
+        self._scheduler.add_job(
+            self.analyze,
+            IntervalTrigger(seconds=ANALYZE_SECONDS),
+            executor="analysis",
+            id=ANALYZE_JOB,
+            name="analyze",
+            next_run_time=now,
+        )
         self._scheduler.start(paused=paused)
         log.info("scheduler started with %d connectors", len(self._connectors))
 
     def run_connector(self, name: str) -> IngestReport:
-        """One scheduled poll: ingest, process what came in, reschedule after a failure."""
+        """One scheduled poll: ingest, wake the analysis job, reschedule after a failure."""
         connector: ConnectorSettings = self._connectors[name]
         report = self.pipeline.ingest(connector, stop=self.stop_event)
-        if report.new and not self.stop_event.is_set():
-            try:
-                processed = self.pipeline.process(stop=self.stop_event)
-                log.info(
-                    "%s: %d new mentions, %d analyzed, %d cases opened",
-                    name,
-                    report.new,
-                    processed.analyzed,
-                    processed.cases,
-                )
-            except Exception:
-                log.exception("processing after %s failed", name)
+        if report.new:
+            log.info("%s: %d new mentions", name, report.new)
+            self._new_mentions.set()
+            self._wake_analysis()
         if report.error and not self.stop_event.is_set():
             delay = backoff_seconds(connector.interval, report.consecutive_failures)
             if report.needs_credentials:
@@ -116,14 +146,33 @@ class ConnectorScheduler:
             log.debug("connector %s retries in %.0f s", name, delay)
         return report
 
-    def _process_backlog(self) -> None:
-        try:
-            processed = self.pipeline.process(stop=self.stop_event)
-        except Exception:
-            log.exception("processing the backlog failed")
+    def analyze(self) -> None:
+        """Analyze, open cases and draft until no poll has stored anything new meanwhile."""
+        with self._analyzing:
+            while not self.stop_event.is_set():
+                self._new_mentions.clear()
+                try:
+                    processed = self.pipeline.process(stop=self.stop_event)
+                except Exception:
+                    log.exception("analysis failed")
+                    return
+                if processed.analyzed:
+                    log.info(
+                        "%d mentions analyzed, %d cases opened, %d drafts",
+                        processed.analyzed,
+                        processed.cases,
+                        processed.drafts,
+                    )
+                if not self._new_mentions.is_set():
+                    return
+
+    def _wake_analysis(self) -> None:
+        # A running analysis sees the flag and goes round again; only an idle one is woken.
+        if self._analyzing.locked() or not self._scheduler.running:
             return
-        if processed.analyzed:
-            log.info("backlog: %d mentions analyzed", processed.analyzed)
+        job = self._scheduler.get_job(ANALYZE_JOB)
+        if job is not None:
+            job.modify(next_run_time=utcnow())
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop every job."""
