@@ -15,11 +15,12 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from connectors.base import Connector, Page, PayloadError, PermanentError
+from triage.clock import as_utc
 from triage.config import ConnectorSettings
 from triage.domain import NewMention
 
@@ -343,6 +344,14 @@ def _whole(row: Mapping[str, Any], key: str) -> int | None:
             return int(value.strip())
         except ValueError:
             pass
+        # Spreadsheets write counts as "1200.0" or "1.2e4"; inf and nan are not whole.
+        try:
+            number = float(value.strip())
+        except ValueError:
+            pass
+        else:
+            if number.is_integer():
+                return int(number)
     raise ValueError(f"{key}: {value!r} is not a whole number")
 
 
@@ -371,4 +380,7 @@ def _timestamp(row: Mapping[str, Any], key: str) -> datetime | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"{key}: {value!r} is not an ISO-8601 timestamp") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return as_utc(moment)
+    except ValueError:
+        raise ValueError(f"{key}: {value!r} cannot be represented in UTC") from None

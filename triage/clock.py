@@ -11,9 +11,14 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """Treat naive datetimes (as SQLite returns them) as UTC."""
+    """Treat naive datetimes (as SQLite returns them) as UTC; ValueError if UTC cannot hold it."""
     if value is None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59-05:00 is past datetime.max in UTC. A ValueError makes it a malformed
+        # value, which connectors skip item by item (map_items) instead of failing the page.
+        raise ValueError(f"{value.isoformat()} cannot be represented in UTC") from None

@@ -114,6 +114,37 @@ def test_csv_rows_are_mapped_and_bad_rows_skipped(
     ]
 
 
+def test_spreadsheet_counts_are_read_and_times_past_utc_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_text(
+        "id,text,followers,engagement,created_at\n"
+        "a,float count,1200.0,3.0,\n"
+        "b,exponent,1.2e4,,\n"
+        "c,half a follower,12.5,,\n"
+        "d,infinite,inf,,\n"
+        "e,too late,,,9999-12-31T23:59:59-05:00\n"
+        "f,too early,,,0001-01-01T00:00:00+05:00\n"
+        "g,naive time,,,2026-11-20T09:30:00\n",
+        "utf-8",
+    )
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        found = mentions(list(connector(path).fetch(None)))
+    assert [(m.external_id, m.author_reach, m.engagement) for m in found] == [
+        ("a", 1200, 3),
+        ("b", 12000, None),
+        ("g", None, None),
+    ]
+    assert found[-1].created_at == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert skipped(caplog) == [
+        f"skipped {path}:4: followers: '12.5' is not a whole number",
+        f"skipped {path}:5: followers: 'inf' is not a whole number",
+        f"skipped {path}:6: created_at: '9999-12-31T23:59:59-05:00' cannot be represented in UTC",
+        f"skipped {path}:7: created_at: '0001-01-01T00:00:00+05:00' cannot be represented in UTC",
+    ]
+
+
 def test_rerun_on_an_unchanged_file_fetches_nothing(jsonl: Path) -> None:
     source = connector(jsonl)
     cursor = list(source.fetch(None))[-1].cursor
