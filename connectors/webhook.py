@@ -163,7 +163,13 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 def _count(value: Any, name: str) -> int | None:
     if value in (None, ""):
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    # JSON allows 1e400 (inf) and NaN; int() of those raises OverflowError, not a skip.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (isinstance(value, float) and not value.is_integer())
+    ):
         raise PayloadError(f"{name} {value!r} is not a whole number")
     return int(value)
 
@@ -182,6 +188,10 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise PayloadError(f"created_at {value!r} is not an ISO 8601 time")
     try:
-        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise PayloadError(f"created_at {value!r} is not an ISO 8601 time") from exc
+    try:
+        return as_utc(moment)
+    except ValueError as exc:
+        raise PayloadError(f"created_at {value!r} cannot be represented in UTC") from exc
