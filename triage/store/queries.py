@@ -9,10 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from triage.clock import utcnow
 from triage.domain import NewMention
+from triage.store.clean import storable_mentions
 from triage.store.tables import (
     OPEN_STATUSES,
     Analysis,
@@ -30,20 +31,24 @@ from triage.store.tables import (
 PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
 
 
-def _insert_ignoring_duplicates(session: Session) -> Any:
+def _insert_ignoring_duplicates(session: Session, table: type[SQLModel] = Mention) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(Mention)
+        return postgresql.insert(table)
     if dialect == "sqlite":
-        return sqlite.insert(Mention)
+        return sqlite.insert(table)
     raise RuntimeError(f"unsupported database dialect {dialect!r}")
 
 
 def save_batch(
     session: Session, *, source: str, mentions: Sequence[NewMention], cursor: str | None
 ) -> int:
-    """Store new mentions (duplicates ignored) and their cursor; return how many were new."""
+    """Store new mentions (duplicates ignored) and their cursor; return how many were new.
+
+    A mention that cannot be stored as it is gets clamped, or skipped, with a log line (clean.py).
+    """
     new = 0
+    mentions = storable_mentions(source, mentions)
     if mentions:
         now = utcnow()
         rows = [_mention_row(mention, source=source, fetched_at=now) for mention in mentions]
@@ -74,9 +79,14 @@ def get_state(session: Session, *, name: str) -> ConnectorState:
     """The connector's state row, created empty on first use."""
     state = session.get(ConnectorState, name)
     if state is None:
-        state = ConnectorState(name=name)
-        session.add(state)
-        session.flush()
+        # Concurrent first deliveries of a new webhook would each insert the row: the first
+        # wins and the others find it, instead of failing on the primary key.
+        session.execute(
+            _insert_ignoring_duplicates(session, ConnectorState)
+            .values(ConnectorState(name=name).model_dump())
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        state = session.get_one(ConnectorState, name)
     return state
 
 
