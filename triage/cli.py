@@ -135,6 +135,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def connectors_list(config: ConfigOption = None) -> None:
     """Configured connectors and their health."""
     from rich.table import Table
+    from rich.text import Text
 
     from triage.store import session_scope
     from triage.store.queries import connector_states, mention_counts
@@ -159,7 +160,8 @@ def connectors_list(config: ConfigOption = None) -> None:
             str(counts.get(connector.name, 0)),
             f"{state.last_success_at:%Y-%m-%d %H:%M}" if state and state.last_success_at else "-",
             str(state.consecutive_failures) if state else "0",
-            (state.last_error or "")[:80] if state else "",
+            # A platform's error text is outside input: never read as Rich markup.
+            Text((state.last_error or "")[:80] if state else ""),
         )
     _console().print(table)
 

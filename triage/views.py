@@ -9,8 +9,10 @@ import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from triage.clock import utcnow
+from triage.links import web_url
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 from triage.store.queries import open_queue
 
@@ -65,16 +67,17 @@ def print_queue(rows: list[QueueRow], console: Console) -> None:
         table.add_column(column, **options)
     for row in rows:
         analysis = row.analysis
+        # Every cell that may hold text from outside is a Text: never read as Rich markup.
         table.add_row(
             str(row.mention.id),
-            f"[{PRIORITY_STYLE.get(analysis.priority, '')}]{analysis.priority}[/]",
+            Text(analysis.priority, style=PRIORITY_STYLE.get(analysis.priority, "")),
             str(analysis.urgency),
-            analysis.language,
-            f"{analysis.sentiment} {_confidence(analysis):.0%}",
-            f"{row.mention.source}/{row.mention.platform}",
-            _plain(row.author),
-            _plain(row.excerpt),
-            _plain("; ".join(analysis.reasons or [])),
+            Text(analysis.language),
+            Text(f"{analysis.sentiment} {_confidence(analysis):.0%}"),
+            Text(f"{row.mention.source}/{row.mention.platform}"),
+            Text(row.author),
+            Text(row.excerpt),
+            Text("; ".join(analysis.reasons or [])),
         )
     console.print(table)
 
@@ -83,15 +86,11 @@ def _confidence(analysis: Analysis) -> float:
     return max(analysis.p_negative, analysis.p_neutral, analysis.p_positive)
 
 
-def _plain(text: str) -> str:
-    # Customer text must never be read as rich markup.
-    return text.replace("[", "\\[")
-
-
 def render_queue_html(rows: list[QueueRow], *, brand: str, now: datetime | None = None) -> str:
     """One self-contained HTML page: the queue with each draft."""
     environment = Environment(
         loader=PackageLoader("triage", "html"), autoescape=select_autoescape(["html", "j2"])
     )
+    environment.filters["web_url"] = web_url
     template = environment.get_template("queue.html.j2")
     return template.render(rows=rows, brand=brand, generated=(now or utcnow()))

@@ -16,6 +16,8 @@ CSV_FIELDS = (
     "priority", "urgency", "intents", "status", "first_response_seconds",
     "resolution_seconds", "agent", "url", "text",
 )  # fmt: skip
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK, +cmd|...).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 
 
 def percent(share: float | None) -> str:
@@ -91,5 +93,14 @@ def to_csv(figures: Figures) -> str:
         values = dataclasses.asdict(row)
         values["intents"] = " ".join(row.intents)
         values["created_at"] = row.created_at.isoformat()
-        writer.writerow([values[name] if values[name] is not None else "" for name in CSV_FIELDS])
+        writer.writerow([spreadsheet_safe(values[name]) for name in CSV_FIELDS])
     return out.getvalue()
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: text that could start a formula gets a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
