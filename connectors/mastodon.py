@@ -33,10 +33,14 @@ are missing.
 
 Replies: `POST {instance}/api/v1/statuses` with `status`, `in_reply_to_id` and an
 `Idempotency-Key` header (the reply's key): Mastodon keeps the key for an hour and answers a
-repeat with the status it already made, so a retry never posts twice. The token needs the
-write:statuses scope too. The reply starts with the author's @name (added when missing, and
-counted in the 500 characters) or they are not notified; it keeps the visibility of a private
-or direct mention, so a private conversation stays private, and is public otherwise
+repeat with the status it already made. That guard is not trusted alone (a server may ignore
+the header, and a retry may come after the hour): before an attempt that may have gone out is
+sent again, the post's thread (`GET /api/v1/statuses/:id/context`) is searched for a reply by
+the brand's account (`GET /api/v1/accounts/verify_credentials`); one found there counts as
+sent. The token needs write:statuses too (and read:accounts and read:statuses for that
+look-up). The reply starts with the author's @name (added when missing, and counted in the 500
+characters) or they are not notified; it keeps the visibility of a private or direct mention,
+so a private conversation stays private, and is public otherwise
 (`options.reply_visibility = "unlisted"` keeps replies off the public timelines).
 `options.max_characters` sets the limit of an instance that allows more than 500.
 """
@@ -70,6 +74,7 @@ from triage.domain import NewMention, ReplyTarget
 PAGE_SIZE = 40
 NOTIFICATIONS_PATH = "/api/v1/notifications"
 STATUSES_PATH = "/api/v1/statuses"
+ACCOUNT_PATH = "/api/v1/accounts/verify_credentials"
 TAG_PATH = "/api/v1/timelines/tag/"
 DEFAULT_MAX_CHARACTERS = 500
 REPLY_VISIBILITIES = ("public", "unlisted")
@@ -90,7 +95,7 @@ class MastodonConnector(Connector):
     expected: ClassVar[Mapping[str, str]] = {
         "instance": "the https:// address of the account's instance, e.g. https://mastodon.social",
         "access_token": "an access token of the brand's account with the read:notifications "
-        "scope (and write:statuses to reply)",
+        "scope (and write:statuses, read:accounts and read:statuses to reply)",
         "max_characters": "the instance's post length limit, a whole number (default 500)",
         "reply_visibility": 'one of "public" (default) or "unlisted"',
         "hashtags": 'a list of hashtags without "#", e.g. ["kestrel", "KestrelDown"]',
@@ -102,7 +107,6 @@ class MastodonConnector(Connector):
         unit=LengthUnit.MASTODON,
         note="the reply starts with the author's @name, so they are notified",
     )
-    reply_is_idempotent = True
     _top: str | None = None
 
     def __init__(self, settings: ConnectorSettings, **kwargs: Any):
@@ -190,6 +194,53 @@ class MastodonConnector(Connector):
                 f"{self.instance} answered the reply without a status id", uncertain=True
             )
         return SentReply(external_id=str(status["id"]), url=status.get("url") or status.get("uri"))
+
+    def find_reply(
+        self, target: ReplyTarget, key: str, text: str | None = None
+    ) -> SentReply | None:
+        """The brand account's reply to the target in its thread (the one with `text` first)."""
+        me = self._get_object(self.instance + ACCOUNT_PATH, "the brand's account")
+        context = self._get_object(
+            f"{self.instance}{STATUSES_PATH}/{quote(target.external_id, safe='')}/context",
+            "the post's thread",
+        )
+        descendants = context.get("descendants")
+        ours = [
+            status
+            for status in (descendants if isinstance(descendants, list) else [])
+            if isinstance(status, Mapping)
+            and str(status.get("in_reply_to_id")) == target.external_id
+            and isinstance(status.get("account"), Mapping)
+            and str(status["account"].get("id")) == str(me.get("id"))
+            and status.get("id")
+        ]
+        if not ours:
+            return None
+        # Any reply of ours answers the mention; the one with this text is the likeliest retry.
+        wanted = _plain(_addressed(target, text)) if text else None
+        found = next(
+            (s for s in ours if _plain(html_to_text(str(s.get("content") or ""))) == wanted),
+            ours[0],
+        )
+        return SentReply(
+            external_id=str(found["id"]),
+            url=found.get("url") or found.get("uri"),
+            already_there=True,
+        )
+
+    def _get_object(self, url: str, what: str) -> Mapping[str, Any]:
+        response = self.send(
+            self.client.build_request(
+                "GET", url, headers={"Authorization": f"Bearer {self.credentials['access_token']}"}
+            )
+        )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PayloadError(f"{self.name}: {what} is not JSON ({exc})") from exc
+        if not isinstance(body, Mapping):
+            raise PayloadError(f"{self.name}: {what} is not a JSON object")
+        return body
 
     @property
     def instance(self) -> str:
@@ -419,6 +470,10 @@ def _addressed(target: ReplyTarget, text: str) -> str:
     if re.match(re.escape(handle) + r"(?![\w@.-]*\w)", body, re.IGNORECASE):
         return body
     return f"{handle} {body}"
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _error_text(body: str | None) -> str:

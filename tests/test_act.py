@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 
 import httpx
@@ -13,6 +14,7 @@ import respx
 from sqlmodel import select
 
 from connectors.base import Connector, Page
+from connectors.mastodon import MastodonConnector
 from connectors.reply import ReplyNotAllowed, ReplyRules, SentReply
 from triage.act import (
     LEASE,
@@ -320,3 +322,111 @@ def test_a_reply_with_an_unfilled_placeholder_is_refused_before_anything_is_sent
     assert route.call_count == 0
     assert _rows(engine) == []
     assert _case(engine).status != CaseStatus.REPLIED
+
+
+# A Mastodon server that ignores the Idempotency-Key (or a retry after its hour) must still
+# get one reply: the act stage asks the thread before sending again.
+FEDI = "https://mastodon.social"
+TOOT = "114107382239857233"
+MASTODON_FIXTURES = Path(__file__).parent / "fixtures" / "mastodon"
+
+
+def _fixture(name: str):
+    return json.loads((MASTODON_FIXTURES / name).read_text("utf-8"))
+
+
+def _mastodon(_name: str) -> Connector:
+    settings = ConnectorSettings(
+        name="fedi",
+        type="mastodon",
+        options={"instance": FEDI},
+        credentials={"access_token": "token"},
+    )
+    return MastodonConnector(settings, sleep=lambda _s: None)
+
+
+@pytest.fixture
+def toot_id(engine) -> int:
+    mention = NewMention(
+        source="fedi",
+        external_id=TOOT,
+        platform="mastodon",
+        text="@kestrel no signal since Monday",
+        author_handle="@ruta_k",
+        raw={"visibility": "public"},
+        created_at=CREATED,
+    )
+    with session_scope(engine) as session:
+        save_batch(session, source="fedi", mentions=[mention], cursor=None)
+    with session_scope(engine) as session:
+        from triage.store import Mention
+
+        stored = session.exec(select(Mention)).one()
+        session.add(Case(mention_id=stored.id, status=CaseStatus.POSTED))
+        return stored.id
+
+
+class _ForgetfulServer:
+    """Creates a status for every POST, ignoring the Idempotency-Key; the first answer is lost."""
+
+    def __init__(self) -> None:
+        self.created: list[dict] = []
+
+    def post(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        status = {
+            **_fixture("status_created.json"),
+            "id": f"1141075112004500{len(self.created) + 71}",
+            "content": f"<p>{body['status']}</p>",
+        }
+        self.created.append(status)
+        return httpx.Response(500) if len(self.created) == 1 else httpx.Response(200, json=status)
+
+    def context(self, _request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ancestors": [], "descendants": self.created})
+
+
+@respx.mock
+def test_mastodon_ignoring_the_idempotency_key_still_gets_one_reply(engine, toot_id):
+    server = _ForgetfulServer()
+    post = respx.post(f"{FEDI}/api/v1/statuses").mock(side_effect=server.post)
+    respx.get(f"{FEDI}/api/v1/accounts/verify_credentials").mock(
+        return_value=httpx.Response(200, json=_fixture("account_verify_credentials.json"))
+    )
+    respx.get(f"{FEDI}/api/v1/statuses/{TOOT}/context").mock(side_effect=server.context)
+    replies = Replies(engine, _mastodon)
+
+    with pytest.raises(TransientError) as raised:
+        replies.send(toot_id, "Sorry, Rūta: we are on it.", actor="U_A")
+    assert raised.value.uncertain and len(server.created) == 1
+
+    result = replies.send(toot_id, "Sorry, Rūta: we are on it.", actor="U_A")
+    assert result.already_sent and result.external_id == server.created[0]["id"]
+    assert post.call_count == 1 and len(server.created) == 1
+    assert _case(engine).status == CaseStatus.REPLIED
+    assert _actions(engine) == ["reply_unknown", "reply_found"]
+
+
+@respx.mock
+def test_a_thread_that_cannot_be_read_sends_nothing_and_says_so(engine, toot_id):
+    server = _ForgetfulServer()
+    post = respx.post(f"{FEDI}/api/v1/statuses").mock(side_effect=server.post)
+    respx.get(f"{FEDI}/api/v1/accounts/verify_credentials").mock(
+        return_value=httpx.Response(200, json=_fixture("account_verify_credentials.json"))
+    )
+    context = respx.get(f"{FEDI}/api/v1/statuses/{TOOT}/context").mock(
+        side_effect=[httpx.Response(200, text="<html>busy</html>"), server.context]
+    )
+    replies = Replies(engine, _mastodon)
+    with pytest.raises(TransientError):
+        replies.send(toot_id, "On it.", actor="U_A")
+
+    with pytest.raises(ReplyOutcomeUnknown, match="could not be asked"):
+        replies.send(toot_id, "On it.", actor="U_A")
+    assert post.call_count == 1
+    [row] = _rows(engine)
+    assert row.status == ReplyStatus.UNKNOWN and "look-up failed" in (row.error or "")
+
+    # Once the thread can be read, the earlier reply is found: still one post.
+    result = replies.send(toot_id, "On it.", actor="U_A")
+    assert result.already_sent and post.call_count == 1 and context.call_count == 2

@@ -250,19 +250,34 @@ class Replies:
         self, connector: Connector, target: ReplyTarget, key: str, reply_id: int, text: str
     ) -> SentReply | None:
         if type(connector).find_reply is not Connector.find_reply:
-            return connector.find_reply(target, key, text=text)
+            try:
+                return connector.find_reply(target, key, text=text)
+            except ConnectorError as exc:
+                # Not knowing is no licence to post again: the attempt stays unknown.
+                self._mark_unknown(reply_id, f"look-up failed: {type(exc).__name__}: {exc}")
+                raise ReplyOutcomeUnknown(
+                    f"an earlier attempt to reply on {connector.platform} may have gone out and "
+                    f"{connector.platform} could not be asked ({exc}): try again later, or look "
+                    f"at {target.url or 'the post'}, then mark the case replied or send again "
+                    "with force"
+                ) from exc
         if connector.reply_is_idempotent:
             return None
-        with session_scope(self.engine) as session:
-            row = session.get(OutboundReply, reply_id)
-            if row is not None:
-                row.status = ReplyStatus.UNKNOWN
-                session.add(row)
+        self._mark_unknown(reply_id, None)
         raise ReplyOutcomeUnknown(
             f"an earlier attempt to reply on {connector.platform} may have gone out and "
             f"{connector.platform} cannot be asked: look at {target.url or 'the post'}, then "
             "mark the case replied or send again with force"
         )
+
+    def _mark_unknown(self, reply_id: int, error: str | None) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(OutboundReply, reply_id)
+            if row is not None:
+                row.status = ReplyStatus.UNKNOWN
+                if error:
+                    row.error = error[:2000]
+                session.add(row)
 
     def _record_sent(
         self, reply_id: int, sent: SentReply, *, actor: str, already: bool

@@ -13,7 +13,13 @@ import pytest
 import respx
 
 import triage.http
-from connectors.base import AuthError, ReplyNotAllowed, SentReply, TransientError
+from connectors.base import (
+    AuthError,
+    PayloadError,
+    ReplyNotAllowed,
+    SentReply,
+    TransientError,
+)
 from connectors.mastodon import MastodonConnector, _addressed
 from triage.config import ConnectorSettings
 from triage.domain import Batch, ReplyTarget
@@ -278,7 +284,7 @@ def test_check_settings_wants_an_https_instance_and_a_token() -> None:
         "address of the account's instance, e.g. https://mastodon.social",
         "connectors[fedi].credentials.access_token: required credential is missing; expected an "
         "access token of the brand's account with the read:notifications scope (and "
-        "write:statuses to reply)",
+        "write:statuses, read:accounts and read:statuses to reply)",
     ]
     assert check({"access_token": TOKEN}, instance="http://mastodon.social") == [
         "connectors[fedi].options.instance: 'http://mastodon.social' is not an https address; "
@@ -384,7 +390,8 @@ def test_a_5xx_on_the_reply_is_not_retried_and_is_uncertain() -> None:
     with pytest.raises(TransientError) as raised:
         connector().reply(target(), "hi", key="k")
     assert raised.value.uncertain and route.call_count == 1
-    assert MastodonConnector.reply_is_idempotent  # the same key may be sent again safely
+    # The Idempotency-Key alone is not trusted: a retry asks the thread first.
+    assert not MastodonConnector.reply_is_idempotent
 
 
 @respx.mock
@@ -399,6 +406,58 @@ def test_the_same_key_twice_sends_the_same_idempotency_key_and_gets_the_same_sta
     requests = [call.request for call in route.calls]
     assert [r.headers["Idempotency-Key"] for r in requests] == ["mention-7", "mention-7"]
     assert requests[0].content == requests[1].content
+
+
+ACCOUNT = f"{INSTANCE}/api/v1/accounts/verify_credentials"
+CONTEXT = f"{INSTANCE}/api/v1/statuses/114107382239857233/context"
+
+
+@respx.mock
+def test_find_reply_finds_the_brand_accounts_reply_in_the_thread() -> None:
+    me = respx.get(ACCOUNT).mock(
+        return_value=httpx.Response(200, json=page("account_verify_credentials.json"))
+    )
+    thread = respx.get(CONTEXT).mock(
+        return_value=httpx.Response(200, json=page("status_context.json"))
+    )
+    found = connector().find_reply(target(), "mention-7", text="Sorry, Rūta:  we are on it.")
+    # Not the other customer's reply, not our answer to them further down: ours to Rūta.
+    assert found == SentReply(
+        external_id="114107511200450071",
+        url="https://mastodon.social/@kestrel/114107511200450071",
+        already_there=True,
+    )
+    for route in (me, thread):
+        assert route.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@respx.mock
+def test_find_reply_says_none_when_the_brand_has_not_answered() -> None:
+    respx.get(ACCOUNT).mock(
+        return_value=httpx.Response(200, json=page("account_verify_credentials.json"))
+    )
+    respx.get(CONTEXT).mock(
+        return_value=httpx.Response(200, json=page("status_context_no_reply.json"))
+    )
+    assert connector().find_reply(target(), "mention-7", text="On it.") is None
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>502</html>"),
+        httpx.Response(200, json=["not", "a", "thread"]),
+    ],
+    ids=["html", "list"],
+)
+def test_find_reply_refuses_a_thread_it_cannot_read(response) -> None:
+    respx.get(ACCOUNT).mock(
+        return_value=httpx.Response(200, json=page("account_verify_credentials.json"))
+    )
+    respx.get(CONTEXT).mock(return_value=response)
+    with pytest.raises(PayloadError, match="the post's thread"):
+        connector().find_reply(target(), "mention-7", text="On it.")
 
 
 @pytest.mark.parametrize(
