@@ -88,8 +88,13 @@ def mention_id(engine) -> int:
         author_handle="@ana",
         created_at=CREATED,
     )
+    return _posted_case(engine, mention)
+
+
+def _posted_case(engine, mention: NewMention) -> int:
+    """Store the mention with a posted case; its id."""
     with session_scope(engine) as session:
-        save_batch(session, source="echo-main", mentions=[mention], cursor=None)
+        save_batch(session, source=mention.source, mentions=[mention], cursor=None)
     with session_scope(engine) as session:
         from triage.store import Mention
 
@@ -356,14 +361,7 @@ def toot_id(engine) -> int:
         raw={"visibility": "public"},
         created_at=CREATED,
     )
-    with session_scope(engine) as session:
-        save_batch(session, source="fedi", mentions=[mention], cursor=None)
-    with session_scope(engine) as session:
-        from triage.store import Mention
-
-        stored = session.exec(select(Mention)).one()
-        session.add(Case(mention_id=stored.id, status=CaseStatus.POSTED))
-        return stored.id
+    return _posted_case(engine, mention)
 
 
 class _ForgetfulServer:
