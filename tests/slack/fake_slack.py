@@ -1,6 +1,7 @@
 """A local fake of the Slack Web API: real HTTP on 127.0.0.1, every request recorded.
 
-It keeps posted messages per channel (with their metadata, for conversations.history), and can
+It keeps posted messages per channel (with their metadata, for conversations.history and, for
+thread replies, conversations.replies; both paginated like Slack's, `page_size` at a time), and can
 be told to answer the next call of a method with a 429 and Retry-After, a 500, an error such as
 channel_not_found, or to post the message and then answer 500 (a reply lost on the way back).
 """
@@ -46,6 +47,8 @@ class FakeSlack:
     uploads: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     shared: list[dict[str, Any]] = field(default_factory=list)
     base: str = ""
+    # Most messages one conversations.history / conversations.replies page holds (Slack: 999).
+    page_size: int = 999
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: float = field(default_factory=time.time)
 
@@ -111,14 +114,37 @@ class FakeSlack:
             return {"ok": True, "users": self.groups.get(body.get("usergroup", ""), [])}
         if method == "conversations.history":
             oldest = float(body.get("oldest") or 0)
-            found = [m for m in self.messages[channel] if float(m["ts"]) > oldest]
-            include = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
-            shown = [
-                m if include else {k: v for k, v in m.items() if k != "metadata"}
-                for m in reversed(found)
+            # Like Slack: newest first, and thread replies stay in their thread.
+            found = [
+                m
+                for m in reversed(self.messages[channel])
+                if float(m["ts"]) > oldest and m.get("thread_ts", m["ts"]) == m["ts"]
             ]
-            return {"ok": True, "messages": shown, "has_more": False}
+            return self._page(found, body)
+        if method == "conversations.replies":
+            thread = [
+                m for m in self.messages[channel] if body.get("ts") in (m["ts"], m.get("thread_ts"))
+            ]
+            if not thread:
+                return {"ok": False, "error": "thread_not_found"}
+            return self._page(thread, body)
         return {"ok": True}
+
+    def _page(self, found: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
+        """One page of messages, with Slack's has_more and response_metadata.next_cursor."""
+        include = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        start = int(str(body.get("cursor") or "offset:0").split(":")[1])
+        size = min(int(body.get("limit") or 100), self.page_size)
+        page = found[start : start + size]
+        more = start + size < len(found)
+        return {
+            "ok": True,
+            "messages": [
+                m if include else {k: v for k, v in m.items() if k != "metadata"} for m in page
+            ],
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"offset:{start + size}" if more else ""},
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
