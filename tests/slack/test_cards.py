@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from triage.slack.cards import APPROVE, MARK_REPLIED, OPEN, CardView, card_blocks
-from triage.slack.text import cut, escape, link
+from triage.slack.text import cut, escape, fit, link, quote
 
 
 def _view(**changes) -> CardView:
@@ -88,3 +90,77 @@ def test_draft_hints_are_shown_under_the_draft_escaped():
     draft = next(t for t in _texts(blocks) if t.startswith("*Draft reply*"))
     assert ":bulb: does not greet &lt;@U1&gt; by name" in draft
     assert draft.count(":bulb:") == 5  # the rest would crowd the card
+
+
+def _limits_broken(node: object, path: str = "") -> list[str]:
+    """Every text over Block Kit's 3,000, button url over 3,000 or confirm text over 300."""
+    broken = []
+    if isinstance(node, dict):
+        text = node.get("text")
+        if isinstance(text, str) and len(text) > (300 if "confirm" in path else 3000):
+            broken.append(f"{path}.text: {len(text)}")
+        url = node.get("url")
+        if isinstance(url, str) and len(url) > 3000:
+            broken.append(f"{path}.url: {len(url)}")
+        for key, value in node.items():
+            broken += _limits_broken(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            broken += _limits_broken(value, f"{path}[{index}]")
+    return broken
+
+
+LONG_URL = "https://example.com/review?" + "q=a%20b&" * 700  # 5,627 characters
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"url": LONG_URL, "cannot_reply": "no API"}, id="url-over-3000"),
+        pytest.param({"text": "a\n" * 1400}, id="short-lines-quoted-past-3000"),
+        pytest.param({"text": "&\n" * 1000}, id="escaped-short-lines"),
+        pytest.param({"title": "Worst app ever " * 300}, id="long-title"),
+        pytest.param({"author_name": "Ana " * 1000, "title": "t" * 2900}, id="long-author"),
+        pytest.param({"draft": "ok\n" * 1400, "draft_note": "n" * 400}, id="draft-short-lines"),
+        pytest.param({"draft": "x" * 2800, "draft_hints": ["h" * 500] * 5}, id="draft-and-hints"),
+        pytest.param({"platform": "p" * 400}, id="long-platform"),
+        pytest.param(
+            {"outcome": ":white_check_mark: *Replied*\n" + "> &amp;\n" * 800}, id="outcome"
+        ),
+    ],
+)
+def test_a_card_of_any_mention_is_cut_to_block_kit_limits(changes):
+    blocks = card_blocks(_view(**changes))  # slack_sdk refuses anything over its limits
+    assert _limits_broken(blocks) == []
+    mention = blocks[1]["text"]["text"]
+    assert mention.startswith("*")  # the author still leads the mention
+    if "text" in changes:
+        assert mention.endswith("|read the rest>")
+
+
+def test_a_url_too_long_for_slack_loses_its_links_not_the_card():
+    blocks = card_blocks(_view(url=LONG_URL, text="x" * 4000, cannot_reply="no API"))
+    sent = json.dumps(blocks)
+    assert LONG_URL not in sent
+    assert blocks[1]["text"]["text"].endswith(" …")
+    actions = [element.get("action_id") for element in blocks[-1]["elements"]]
+    assert OPEN not in actions and actions[0] == MARK_REPLIED
+
+
+def test_quote_is_measured_after_the_quote_marks():
+    quoted = quote("a\nb & c\n\nd" * 400, 1000, more_url="https://x.example/1")
+    assert len(quoted) <= 1000
+    assert quoted.startswith("> a\n> b &amp; c\n>\n> d")
+    assert quoted.endswith(" … <https://x.example/1|read the rest>")
+    assert quote("a\n\nb") == "> a\n>\n> b"
+    # A link that would take most of the room is left off, not the text.
+    assert quote("x" * 3000, 1000, more_url="https://x.example/" + "y" * 600).endswith("x …")
+
+
+def test_fit_cuts_built_mrkdwn_outside_entities_and_links():
+    built = "*Replied* " + "&amp;" * 3 + " <https://x.example/reply|view the reply> and more"
+    assert fit(built, len(built)) == built
+    assert fit(built, 20) == "*Replied* &amp; …"
+    assert fit(built, 40) == "*Replied* &amp;&amp;&amp; …"
+    assert fit(built, 60) == "*Replied* &amp;&amp;&amp; …"  # not a link cut in half
+    assert fit(built, 68) == "*Replied* &amp;&amp;&amp; <https://x.example/reply|view the reply> …"

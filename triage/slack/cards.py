@@ -2,11 +2,13 @@
 
 A card shows what an agent needs to decide in one look: priority and score, platform, author
 and reach, the mention, why it ranked where it did, the draft, and the buttons. Every piece of
-customer or platform text goes through triage.slack.text (escape, cut to the block limits).
+customer or platform text goes through triage.slack.text (escape, cut to the block limits), so
+every card can be built whatever the mention holds; what had to be cut is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,8 +28,19 @@ from slack_sdk.models.blocks import (
 )
 
 from models.urgency import compact
-from triage.slack.text import CONTEXT_ELEMENT_LIMIT, cut, escape, link
+from triage.slack.text import (
+    CONTEXT_ELEMENT_LIMIT,
+    SECTION_TEXT_LIMIT,
+    cut,
+    escape,
+    fit,
+    link,
+    quote,
+    usable_url,
+)
 from triage.store import DismissReason
+
+log = logging.getLogger(__name__)
 
 # Block and action ids the interactivity handler dispatches on.
 APPROVE = "triage.approve"
@@ -40,8 +53,12 @@ MARK_REPLIED = "triage.mark_replied"
 
 PRIORITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_blue_circle:"}
 SENTIMENT_EMOJI = {"negative": ":slightly_frowning_face:", "positive": ":slightly_smiling_face:"}
-MENTION_TEXT_LIMIT = 2500  # of the section's 3,000, leaving room for the quote marks and link
-DRAFT_TEXT_LIMIT = 2800
+# Names and titles are cut well inside the section so the mention itself keeps most of it.
+AUTHOR_LIMIT = 200
+TITLE_LIMIT = 300
+PLATFORM_LIMIT = 60
+DRAFT_NOTE_LIMIT = 150
+DRAFT_HINT_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,31 +114,39 @@ def card_text(view: CardView) -> str:
 
 def card_blocks(view: CardView) -> list[dict[str, Any]]:
     """The card's blocks, as dicts ready for chat.postMessage / chat.update."""
+    cuts: list[str] = []
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=_headline(view))),
-        SectionBlock(text=MarkdownTextObject(text=_mention(view))),
-        ContextBlock(elements=[MarkdownTextObject(text=text) for text in _facts(view)]),
+        SectionBlock(text=MarkdownTextObject(text=_mention(view, cuts))),
+        ContextBlock(elements=[MarkdownTextObject(text=text) for text in _facts(view, cuts)]),
     ]
     if view.reasons:
-        why = "*Why:* " + escape("; ".join(view.reasons))
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=cut(why, 2000))]))
+        why = "*Why:* " + cut("; ".join(view.reasons), 2000)
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=why)]))
     blocks.append(DividerBlock())
     if view.draft:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_draft(view))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_draft(view, cuts))))
     if view.outcome:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=view.outcome)))
+        outcome = _fit(view.outcome, "outcome", cuts)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=outcome)))
     else:
         notes = [f":bust_in_silhouette: <@{view.assignee}>"] if view.assignee else []
         notes += [view.status_line] if view.status_line else []
         if notes:
-            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=n) for n in notes]))
+            blocks.append(
+                ContextBlock(
+                    elements=[MarkdownTextObject(text=_fit(n, "status", cuts)) for n in notes]
+                )
+            )
         blocks.append(ActionsBlock(block_id=f"case-{view.case_id}", elements=_buttons(view)))
+    if cuts:
+        log.info("card of case %s cut to Block Kit's limits: %s", view.case_id, ", ".join(cuts))
     return [block.to_dict() for block in blocks]
 
 
 def _headline(view: CardView) -> str:
     emoji = PRIORITY_EMOJI.get(view.priority, ":white_circle:")
-    head = f"{emoji} *{view.priority} · {view.urgency}* · {escape(view.platform)}"
+    head = f"{emoji} *{view.priority} · {view.urgency}* · {cut(view.platform, PLATFORM_LIMIT)}"
     if view.rating is not None:
         head += f" · {'★' * round(view.rating)}{'☆' * (5 - round(view.rating))}"
     if view.kind == "praise":
@@ -133,17 +158,21 @@ def _headline(view: CardView) -> str:
     return head
 
 
-def _mention(view: CardView) -> str:
-    who = f"*{escape(view.author)}*"
+def _mention(view: CardView, cuts: list[str]) -> str:
+    who = f"*{_cut(view.author, AUTHOR_LIMIT, 'author', cuts)}*"
     if view.author_reach:
         who += f" · {compact(view.author_reach)} followers"
-    title = f"*{escape(view.title)}*\n" if view.title else ""
-    body = cut(view.text, MENTION_TEXT_LIMIT, more_url=view.url)
-    quoted = "\n".join("> " + line if line else ">" for line in body.splitlines()) or ">"
+    title = f"*{_cut(view.title, TITLE_LIMIT, 'title', cuts)}*\n" if view.title else ""
+    # Measured once quoted: many short lines gain more from "> " than they hold.
+    room = SECTION_TEXT_LIMIT - len(who) - 1 - len(title)
+    quoted = quote(view.text)
+    if len(quoted) > room:
+        cuts.append("mention")
+        quoted = quote(view.text, room, more_url=view.url)
     return f"{who}\n{title}{quoted}"
 
 
-def _facts(view: CardView) -> list[str]:
+def _facts(view: CardView, cuts: list[str]) -> list[str]:
     facts = [
         f"{SENTIMENT_EMOJI.get(view.sentiment, ':neutral_face:')} {escape(view.sentiment)} "
         f"{view.confidence:.0%}",
@@ -154,24 +183,45 @@ def _facts(view: CardView) -> list[str]:
         stamp = int(view.created_at.timestamp())
         facts.append(f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{view.created_at:%Y-%m-%d}>")
     if view.url:
-        facts.append(link(view.url, "original"))
+        original = link(view.url, "original")
+        if usable_url(view.url) and len(original) <= SECTION_TEXT_LIMIT:
+            facts.append(original)
+        else:
+            cuts.append(f"the {len(view.url)}-character URL")
     return facts[:CONTEXT_ELEMENT_LIMIT]
 
 
-def _draft(view: CardView) -> str:
+def _draft(view: CardView, cuts: list[str]) -> str:
     size = ""
     if view.reply_limit is not None and view.reply_length is not None:
         over = " :warning: too long" if view.reply_length > view.reply_limit else ""
         size = f" · {view.reply_length}/{view.reply_limit}{over}"
-    note = f"\n_{cut(view.draft_note, 150)}_" if view.draft_note else ""
-    text = cut(view.draft or "", DRAFT_TEXT_LIMIT)
-    quoted = "\n".join("> " + line if line else ">" for line in text.splitlines())
-    hints = "".join(f"\n:bulb: {cut(hint, 200)}" for hint in view.draft_hints[:5])
-    return f"*Draft reply* ({escape(view.language)}{size}){note}\n{quoted}{hints}"
+    note = f"\n_{cut(view.draft_note, DRAFT_NOTE_LIMIT)}_" if view.draft_note else ""
+    hints = "".join(f"\n:bulb: {cut(hint, DRAFT_HINT_LIMIT)}" for hint in view.draft_hints[:5])
+    head = f"*Draft reply* ({cut(view.language, PLATFORM_LIMIT)}{size}){note}\n"
+    room = SECTION_TEXT_LIMIT - len(head) - len(hints)
+    quoted = quote(view.draft or "")
+    if len(quoted) > room:
+        cuts.append("draft")
+        quoted = quote(view.draft or "", room)
+    return f"{head}{quoted}{hints}"
+
+
+def _cut(text: str, limit: int, name: str, cuts: list[str]) -> str:
+    if len(escape(text)) > limit:
+        cuts.append(name)
+    return cut(text, limit)
+
+
+def _fit(mrkdwn: str, name: str, cuts: list[str]) -> str:
+    if len(mrkdwn) > SECTION_TEXT_LIMIT:
+        cuts.append(name)
+    return fit(mrkdwn, SECTION_TEXT_LIMIT)
 
 
 def _buttons(view: CardView) -> list[Any]:
     value = str(view.case_id)
+    platform = cut(view.platform, PLATFORM_LIMIT)  # keeps the confirm text under Slack's 300
     buttons: list[Any] = []
     if view.cannot_reply is None:
         buttons.append(
@@ -184,7 +234,7 @@ def _buttons(view: CardView) -> list[Any]:
                 style="primary",
                 confirm=ConfirmObject(
                     title="Send this reply?",
-                    text=f"It goes out publicly on {view.platform}, as the draft shows.",
+                    text=f"It goes out publicly on {platform}, as the draft shows.",
                     confirm="Send",
                     deny="Cancel",
                 ),
@@ -192,7 +242,8 @@ def _buttons(view: CardView) -> list[Any]:
         )
         buttons.append(ButtonElement(text="Edit", action_id=EDIT, value=value))
     else:
-        if view.url:
+        # Slack refuses a button url over 3,000 characters: no Open button beats no card.
+        if usable_url(view.url):
             buttons.append(ButtonElement(text="Open", action_id=OPEN, url=view.url, value=value))
         buttons.append(ButtonElement(text="Mark as replied", action_id=MARK_REPLIED, value=value))
     buttons.append(ButtonElement(text="Assign to me", action_id=ASSIGN, value=value))
