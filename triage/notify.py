@@ -91,10 +91,8 @@ class Notifier:
         queued = 0
         with session_scope(self.engine) as session:
             for case, mention, analysis, draft in cases_to_notify(session, limit=limit):
-                view = self.card_view(case, mention, analysis, draft)
                 payload = {
-                    "text": card_text(view),
-                    "blocks": card_blocks(view),
+                    **self.card_payload(case, mention, analysis, draft),
                     "unfurl_links": False,
                     "unfurl_media": False,
                 }
@@ -115,6 +113,47 @@ class Notifier:
                     )
                 queued += 1
         return queued
+
+    def card_payload(
+        self,
+        case: Case,
+        mention: Mention,
+        analysis: Analysis,
+        draft: Draft | None,
+        *,
+        status_line: str | None = None,
+        outcome: str | None = None,
+    ) -> dict[str, Any]:
+        """The card's text and blocks; plain text when its blocks cannot be built at all."""
+        try:
+            view = self.card_view(case, mention, analysis, draft)
+            view = replace(view, status_line=status_line, outcome=outcome)
+            return {"text": card_text(view), "blocks": card_blocks(view)}
+        except Exception as exc:  # one case's card must never hold back the others
+            log.error(
+                "card of case %s could not be built (%s: %s); posting it as plain text",
+                case.id,
+                type(exc).__name__,
+                exc,
+            )
+        plain = CardView(
+            case_id=case.id or 0,
+            priority=analysis.priority,
+            urgency=analysis.urgency,
+            source=mention.source,
+            platform=mention.platform,
+            text=mention.text,
+            url=mention.url,
+            language=analysis.language,
+            sentiment=analysis.sentiment,
+            confidence=0.0,
+            reasons=[],
+            author_name=mention.author_name,
+            author_handle=mention.author_handle,
+        )
+        lines = [card_text(plain), *(line for line in (status_line, outcome) if line)]
+        lines.append(f"_(case {case.id}: the full card could not be built; see the triage log)_")
+        return {"text": "\n".join(lines)}
 
     def card_view(
         self, case: Case, mention: Mention, analysis: Analysis, draft: Draft | None
@@ -203,7 +242,7 @@ class Notifier:
             found = case_with_details(session, case_id=case_id)
             if found is None:
                 return 0
-            view = replace(self.card_view(*found), status_line=status_line, outcome=outcome)
+            payload = self.card_payload(*found, status_line=status_line, outcome=outcome)
             cards = session.exec(
                 select(SlackMessage).where(
                     col(SlackMessage.key).in_((f"card:{case_id}", f"card:{case_id}:escalation")),
@@ -211,7 +250,6 @@ class Notifier:
                 )
             ).all()
             targets = [(card.channel, card.ts) for card in cards]
-        payload = {"text": card_text(view), "blocks": card_blocks(view)}
         for channel, ts in targets:
             self.enqueue(
                 key=f"update:{case_id}:{uuid4().hex}",

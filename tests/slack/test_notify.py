@@ -6,16 +6,18 @@ import json
 from datetime import timedelta
 
 import pytest
+from slack_sdk.errors import SlackObjectFormationError
 from sqlmodel import select
 
 from tests.slack.conftest import CARE, CREATED_AT, ESCALATION, add_case
 from tests.slack.fake_slack import Fault
+from triage import notify
 from triage.clock import utcnow
 from triage.config import ConnectorSettings, DatabaseSettings, Settings, SlackSettings
 from triage.notify import LEASE, METADATA_EVENT, Notifier
 from triage.slack.cards import APPROVE, MARK_REPLIED
 from triage.slack.client import make_slack_client
-from triage.store import Case, CaseStatus, OutboxStatus, SlackMessage, session_scope
+from triage.store import Case, CaseStatus, Mention, OutboxStatus, SlackMessage, session_scope
 
 
 class Sleeps(list[float]):
@@ -270,3 +272,73 @@ def test_the_card_shows_what_the_draft_checker_found(engine, slack, notifier_for
     assert "sounds negative or blaming (“unfortunately”)" in draft_block
     assert "a complaint reply should say when we'll be back" in draft_block
     assert "asks for “card number” in a public reply" in draft_block
+
+
+def _set_mention(engine, case_id: int, **changes) -> None:
+    with session_scope(engine) as session:
+        mention = session.get(Mention, session.get(Case, case_id).mention_id)
+        for name, value in changes.items():
+            setattr(mention, name, value)
+        session.add(mention)
+
+
+def _block_texts(node) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["text"]] if isinstance(node.get("text"), str) else []
+        return own + [text for value in node.values() for text in _block_texts(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in _block_texts(value)]
+    return []
+
+
+def test_a_mention_slack_would_refuse_as_is_gets_a_cut_card_and_stops_no_other(
+    engine, slack, notifier_for
+):
+    state, _ = slack
+    long_url = add_case(engine, external_id="u", text="see the link")
+    _set_mention(engine, long_url, url="https://example.com/r?" + "x" * 4000)
+    short_lines = add_case(engine, external_id="s", text="a\n" * 1400)
+    long_title = add_case(engine, external_id="t", text="bad", priority="P2", urgency=60)
+    _set_mention(engine, long_title, title="Worst app ever " * 300)
+    plain = add_case(engine, external_id="p", text="help", priority="P2", urgency=70)
+    notifier, _ = notifier_for()
+
+    assert notifier.enqueue_cards() == 4
+    assert notifier.flush() == 4
+
+    cards = {body["metadata"]["event_payload"]["key"]: body for body in _posted(state, CARE)}
+    assert set(cards) == {f"card:{case}" for case in (long_url, short_lines, long_title, plain)}
+    for body in cards.values():
+        assert max(len(text) for text in _block_texts(body["blocks"])) <= 3000
+    [*_, actions] = cards[f"card:{long_url}"]["blocks"]
+    assert all("url" not in element for element in actions["elements"])
+    assert cards[f"card:{short_lines}"]["blocks"][1]["text"]["text"].endswith("|read the rest>")
+
+
+def test_a_card_that_still_cannot_be_built_goes_out_as_plain_text(
+    engine, slack, notifier_for, monkeypatch, caplog
+):
+    state, _ = slack
+    broken = add_case(engine, external_id="b", text="the card of this one breaks", urgency=45)
+    fine = add_case(engine, external_id="f", text="this one is fine")
+    real_blocks = notify.card_blocks
+
+    def card_blocks(view):
+        if view.case_id == broken:
+            raise SlackObjectFormationError("text attribute cannot exceed 3000 characters")
+        return real_blocks(view)
+
+    monkeypatch.setattr(notify, "card_blocks", card_blocks)
+    notifier, _ = notifier_for()
+
+    assert notifier.enqueue_cards() == 2
+    assert notifier.flush() == 2
+
+    cards = {body["metadata"]["event_payload"]["key"]: body for body in _posted(state, CARE)}
+    assert "blocks" in cards[f"card:{fine}"]
+    fallback = cards[f"card:{broken}"]
+    assert "blocks" not in fallback
+    assert fallback["text"].startswith("P3 (45) file: Ana @ana: the card of this one breaks")
+    assert f"case {broken}" in fallback["text"]
+    [line] = [r.getMessage() for r in caplog.records if "plain text" in r.getMessage()]
+    assert f"case {broken}" in line and "cannot exceed 3000" in line
