@@ -34,6 +34,7 @@ from triage.domain import NewMention
 
 MAX_BODY_BYTES = 1_000_000
 MAX_AGE_SECONDS = 5 * 60
+MAX_TIMESTAMP_DIGITS = 12
 MIN_SECRET_LENGTH = 16
 SIGNATURES = ("timestamped", "body")
 TIMESTAMP_HEADER = "x-triage-timestamp"
@@ -94,8 +95,10 @@ class WebhookConnector(Connector):
         """Nothing to poll: mentions arrive through `triage serve`."""
         return iter(())
 
-    def verify(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
-        """Raise SignatureRejected unless the request is signed with this webhook's secret."""
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
+    ) -> int | None:
+        """Raise SignatureRejected unless signed with the secret; the signed unix time, if any."""
         lowered = {key.lower(): value for key, value in headers.items()}
         secret = self.credentials["secret"].encode()
         if self.options.get("signature", "timestamped") == "body":
@@ -103,20 +106,22 @@ class WebhookConnector(Connector):
             expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 raise SignatureRejected(f"missing or wrong {BODY_SIGNATURE_HEADER} header")
-            return
+            return None
         stamp = lowered.get(TIMESTAMP_HEADER, "")
         given = lowered.get(SIGNATURE_HEADER, "")
         if not stamp or not given:
             raise SignatureRejected(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-        try:
-            age = abs((now if now is not None else utcnow().timestamp()) - int(stamp))
-        except ValueError:
-            raise SignatureRejected(f"{TIMESTAMP_HEADER} {stamp!r} is not unix seconds") from None
+        # ASCII digits of a sane length only: int() takes other scripts' digits, and a huge
+        # number overflows the float subtraction (an unauthenticated 500).
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+            raise SignatureRejected(f"{TIMESTAMP_HEADER} is not unix seconds")
+        age = abs((now if now is not None else utcnow().timestamp()) - int(stamp))
         if age > MAX_AGE_SECONDS:
             raise SignatureRejected("the timestamp is more than five minutes off (replay?)")
         expected = "sha256=" + sign(secret, stamp, body)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise SignatureRejected("the signature does not match the secret")
+        return int(stamp)
 
     def parse(self, body: bytes) -> list[NewMention]:
         """The mentions in a request body; PayloadError if it holds none that can be read."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
 
+import httpx
 import pytest
 from sqlmodel import select
 from starlette.testclient import TestClient
@@ -78,7 +80,7 @@ def test_a_signed_delivery_is_stored_once_and_marks_the_webhook_healthy(client, 
     body = json.dumps({"mentions": [REVIEW]}).encode()
     first = _post(client, body)
     assert first.status_code == 202 and first.json() == {"received": 1, "new": 1}
-    again = _post(client, body)
+    again = _post(client, body, age=1)  # a redelivery is signed afresh
     assert again.json() == {"received": 1, "new": 0}
 
     [mention] = _stored(engine)
@@ -172,3 +174,105 @@ def test_a_short_secret_or_unknown_signature_is_a_config_error():
         "connectors[hook].options.signature: 'md5' is not valid; "
         'expected one of "timestamped" (default) or "body"',
     ]
+
+
+def stream_post(app, path: str, *, chunks: int, headers: dict[str, str] | None = None):
+    """POST `chunks` pieces of 512 KiB as one streamed body: the status and the pieces read."""
+    piece = b"x" * 512 * 1024
+    read = 0
+
+    async def body():
+        nonlocal read
+        for _ in range(chunks):
+            read += 1
+            yield piece
+
+    async def post() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://triage") as client:
+            response = await client.post(path, content=body(), headers=headers or {})
+        return response.status_code
+
+    return asyncio.run(post()), read
+
+
+@pytest.mark.parametrize("declared", [None, "209715200"], ids=["chunked", "content-length"])
+def test_a_huge_unsigned_body_is_refused_before_it_is_read(engine, declared):
+    # 400 pieces (200 MiB) on offer; the 1 MB cap is passed at the second.
+    app = create_app(_settings(engine), engine)
+    headers = {"Content-Length": declared} if declared else {}
+    status, read = stream_post(app, "/webhooks/zapier", chunks=400, headers=headers)
+    assert status == 413
+    assert read <= 2
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["9" * 400, "1" * 13, "-1", "¹²³"],
+    ids=["400-digits", "13-digits", "negative", "superscript"],
+)
+def test_a_malformed_timestamp_is_a_short_401_without_a_traceback(engine, caplog, stamp):
+    client = TestClient(create_app(_settings(engine), engine), raise_server_exceptions=False)
+    body = json.dumps(REVIEW).encode()
+    headers = {
+        "X-Triage-Timestamp": stamp.encode("latin-1"),
+        "X-Triage-Signature": "sha256=" + sign(SECRET.encode(), stamp, body),
+    }
+    response = client.post("/webhooks/zapier", content=body, headers=headers)
+    assert response.status_code == 401
+    assert response.text == "unauthorized: x-triage-timestamp is not unix seconds"
+    assert not [record for record in caplog.records if record.exc_info]
+    assert _stored(engine) == []
+
+
+def test_a_replayed_delivery_is_refused_within_the_window(client, engine):
+    body = json.dumps(REVIEW).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "X-Triage-Timestamp": stamp,
+        "X-Triage-Signature": "sha256=" + sign(SECRET.encode(), stamp, body),
+    }
+    assert client.post("/webhooks/zapier", content=body, headers=headers).status_code == 202
+    replay = client.post("/webhooks/zapier", content=body, headers=headers)
+    assert replay.status_code == 401 and "already received" in replay.text
+    # The same mention signed afresh (a genuine redelivery) still gets through.
+    assert _post(client, body, age=2).json() == {"received": 1, "new": 0}
+
+
+def test_a_delivery_that_failed_to_store_may_be_sent_again(engine, monkeypatch):
+    import triage.server
+
+    client = TestClient(create_app(_settings(engine), engine), raise_server_exceptions=False)
+    store = triage.server._store
+    calls = []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database unavailable")
+        return store(*args)
+
+    monkeypatch.setattr(triage.server, "_store", flaky)
+    body = json.dumps(REVIEW).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "X-Triage-Timestamp": stamp,
+        "X-Triage-Signature": "sha256=" + sign(SECRET.encode(), stamp, body),
+    }
+    assert client.post("/webhooks/zapier", content=body, headers=headers).status_code == 500
+    retry = client.post("/webhooks/zapier", content=body, headers=headers)
+    assert retry.json() == {"received": 1, "new": 1}
+
+
+def test_seen_signatures_expire_with_their_window_and_stay_bounded():
+    from triage.server import SeenSignatures
+
+    seen = SeenSignatures(limit=2)
+    assert seen.first_use("a", until=100, now=0)
+    assert not seen.first_use("a", until=100, now=50)
+    assert seen.first_use("a", until=400, now=101)  # past its window: a new request
+    assert seen.first_use("b", until=300, now=101)
+    assert seen.first_use("c", until=500, now=101)  # full: the soonest to expire (b) goes
+    assert len(seen) == 2
+    assert not seen.first_use("a", until=400, now=102)
+    assert not seen.first_use("c", until=500, now=102)

@@ -1,6 +1,6 @@
 """The Slack bot: what each button, modal, slash command and App Home visit does.
 
-Transports (the HTTP endpoint in triage/server.py, Socket Mode in triage/slack/socket.py) hand
+Transports (triage/slack/transport.py: the HTTP endpoint on `triage serve`, Socket Mode) hand
 each verified request to `interaction`, `command` or `event`. Each returns an `Ack`: the body to
 answer Slack with at once, and the work to run after answering (Slack wants an answer within
 3 seconds; sending a reply can take longer). Messages go out through the notifier's outbox.
@@ -42,14 +42,13 @@ from triage.slack.cards import (
     EDIT,
     ESCALATE,
     MARK_REPLIED,
-    OPEN,
     card_blocks,
     card_text,
 )
 from triage.slack.home import home_view
 from triage.slack.text import escape, link
-from triage.store import DismissReason, session_scope
-from triage.store.queries import case_with_details, set_paused
+from triage.store import Case, DismissReason, session_scope
+from triage.store.queries import audit, case_with_details, set_paused
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,53 @@ REPLY_BLOCK, REPLY_INPUT = "reply", "text"
 CHOICE_BLOCK, CHOICE_INPUT = "choice", "action"
 # How long a user group's member list is trusted before it is read again.
 GROUP_CACHE_SECONDS = 300.0
+# Actions that change what goes out or who owns a case: only `[slack] senders` may take them.
+SENDER_ACTIONS = {
+    APPROVE: "approve",
+    EDIT: "edit",
+    ASSIGN: "assign",
+    ESCALATE: "escalate",
+    DISMISS: "dismiss",
+    MARK_REPLIED: "mark_replied",
+}
 HELP = (
     "*/triage* commands: `queue` (top open cases), `stats` (today), `connectors` (health), "
     "`pause NAME` / `resume NAME` (admins), `report 7d` (the sentiment report here; 24h..90d)"
 )
+
+
+class MalformedRequest(ValueError):
+    """A request that is not shaped the way Slack sends it; transports answer 400."""
+
+
+def as_object(value: Any, what: str) -> dict[str, Any]:
+    """`value` if it is a JSON object, {} if it is missing; else MalformedRequest."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"{what} is a {type(value).__name__}, not an object")
+    return value
+
+
+def as_text(value: Any, what: str) -> str:
+    """`value` if it is a string, "" if it is missing; else MalformedRequest."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedRequest(f"{what} is a {type(value).__name__}, not a string")
+    return value
+
+
+def dig(value: Any, *path: str) -> Any:
+    """`value[path[0]][path[1]]...`, each step an object (None if a key is missing)."""
+    for depth, key in enumerate(path):
+        value = as_object(value, ".".join(path[:depth]) or "payload").get(key)
+    return value
+
+
+def case_number(text: str) -> int | None:
+    """The case id in a button's value, or None when it is not a plain number."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +169,28 @@ class SlackBot:
     # -- interactivity -----------------------------------------------------------------------
 
     def interaction(self, payload: dict[str, Any]) -> Ack:
-        """A button, menu or modal submission."""
-        kind = payload.get("type")
-        user = (payload.get("user") or {}).get("id", "")
+        """A button, menu or modal submission; MalformedRequest if it is not shaped like one."""
+        kind = dig(payload, "type")
+        user = as_text(dig(payload, "user", "id"), "user.id")
+        if kind in ("block_actions", "view_submission") and not 0 < len(user) <= 64:
+            raise MalformedRequest("user.id is missing or too long")
         if kind == "block_actions":
-            channel = (payload.get("channel") or {}).get("id") or (
-                payload.get("container") or {}
-            ).get("channel_id", "")
+            channel = as_text(dig(payload, "channel", "id"), "channel.id") or as_text(
+                dig(payload, "container", "channel_id"), "container.channel_id"
+            )
+            actions = payload.get("actions") or []
+            if not isinstance(actions, list):
+                raise MalformedRequest(f"actions is a {type(actions).__name__}, not a list")
+            trigger_id = as_text(payload.get("trigger_id"), "trigger_id") or None
+            # Every action is checked before any runs, so a malformed one changes nothing.
             works = [
-                self._action(action, user, channel, payload.get("trigger_id"))
-                for action in payload.get("actions") or []
+                self._action(as_object(action, "an action"), user, channel, trigger_id)
+                for action in actions
             ]
             todo = [work for work in works if work is not None]
             return Ack(work=(lambda: [work() for work in todo]) if todo else None)
         if kind == "view_submission":
-            view = payload.get("view") or {}
+            view = as_object(payload.get("view"), "view")
             if view.get("callback_id") == EDIT_MODAL:
                 return self._edit_submitted(view, user)
         return Ack()
@@ -149,14 +198,22 @@ class SlackBot:
     def _action(
         self, action: dict[str, Any], user: str, channel: str, trigger_id: str | None
     ) -> Callable[[], None] | None:
-        action_id = action.get("action_id")
+        action_id = as_text(action.get("action_id"), "action_id")
         if action_id == DISMISS:
-            value = (action.get("selected_option") or {}).get("value", "")
+            value = as_text(dig(action, "selected_option", "value"), "selected_option.value")
             case_text, _, reason = value.partition(":")
-            return lambda: self._dismiss(int(case_text), reason, user, channel)
-        try:
-            case_id = int(action.get("value") or "")
-        except ValueError:
+            dismissed = case_number(case_text)
+            if dismissed is None:
+                return None
+            return self._gated(
+                DISMISS,
+                dismissed,
+                user,
+                channel,
+                lambda: self._dismiss(dismissed, reason, user, channel),
+            )
+        case_id = case_number(as_text(action.get("value"), "value"))
+        if case_id is None:
             return None
         handlers: dict[str, Callable[[], None]] = {
             APPROVE: lambda: self._approve(case_id, user, channel),
@@ -165,9 +222,42 @@ class SlackBot:
             ESCALATE: lambda: self._escalate(case_id, user, channel),
             MARK_REPLIED: lambda: self._mark_replied(case_id, user, channel),
         }
-        if action_id == OPEN:
-            return None  # a link button: Slack opens the URL itself
-        return handlers.get(str(action_id))
+        if action_id not in handlers:
+            return None  # OPEN is a link button: Slack opens the URL itself
+        return self._gated(action_id, case_id, user, channel, handlers[action_id])
+
+    def _gated(
+        self, action_id: str, case_id: int, user: str, channel: str, handler: Callable[[], None]
+    ) -> Callable[[], None]:
+        """`handler`, run only for a sender; anyone else is refused and nothing changes."""
+
+        def work() -> None:
+            # Checked in the work, not before the ack: a user group lookup may call Slack.
+            if self.may_send(user):
+                handler()
+            else:
+                self._refuse(SENDER_ACTIONS[action_id], case_id, user, channel)
+
+        return work
+
+    def _refuse(
+        self, action: str, case_id: int, user: str, channel: str, *, tell: bool = True
+    ) -> None:
+        """Audit a non-sender's attempt at `action` and, unless the modal said so, tell them."""
+        log.info("refused %s on case %s by %s: not in [slack] senders", action, case_id, user)
+        with session_scope(self.engine) as session:
+            known = session.get(Case, case_id) is not None
+            audit(
+                session,
+                actor=user,
+                action="refused",
+                case_id=case_id if known else None,
+                after=action,
+                detail={"why": "not in [slack] senders", "case": case_id},
+            )
+        if tell:
+            self._say(channel, user, self._not_a_sender())
+            self.notifier.flush()
 
     def _approve(self, case_id: int, user: str, channel: str) -> None:
         found = self._details(case_id, user, channel)
@@ -264,10 +354,6 @@ class SlackBot:
         self.notifier.flush()
 
     def _dismiss(self, case_id: int, reason: str, user: str, channel: str) -> None:
-        if not self.may_send(user):
-            self._say(channel, user, self._not_a_sender())
-            self.notifier.flush()
-            return
         try:
             self.cases.dismiss(case_id, actor=user, reason=reason)
         except CaseClosed:
@@ -282,10 +368,6 @@ class SlackBot:
         self.notifier.flush()
 
     def _mark_replied(self, case_id: int, user: str, channel: str) -> None:
-        if not self.may_send(user):
-            self._say(channel, user, self._not_a_sender())
-            self.notifier.flush()
-            return
         found = self._details(case_id, user, channel)
         if found is None:
             return
@@ -365,21 +447,34 @@ class SlackBot:
             log.warning("could not open the editor for case %s: %s", case.id, exc)
 
     def _edit_submitted(self, view: dict[str, Any], user: str) -> Ack:
-        meta = json.loads(view.get("private_metadata") or "{}")
-        case_id, channel = int(meta.get("case", 0)), str(meta.get("channel", ""))
-        values = (view.get("state") or {}).get("values") or {}
-        text = ((values.get(REPLY_BLOCK) or {}).get(REPLY_INPUT) or {}).get("value") or ""
-        choice = (
-            ((values.get(CHOICE_BLOCK) or {}).get(CHOICE_INPUT) or {}).get("selected_option") or {}
-        ).get("value", "save")
+        meta = as_object(
+            json.loads(as_text(view.get("private_metadata"), "private_metadata") or "{}"),
+            "private_metadata",
+        )
+        case_id = case_number(str(meta.get("case", "")))
+        if case_id is None:
+            raise MalformedRequest("private_metadata names no case")
+        channel = as_text(meta.get("channel"), "private_metadata.channel")
+        values = dig(view, "state", "values")
+        text = as_text(dig(values, REPLY_BLOCK, REPLY_INPUT, "value"), "the reply")
+        choice = as_text(
+            dig(values, CHOICE_BLOCK, CHOICE_INPUT, "selected_option", "value"), "the choice"
+        )
+        choice = choice or "save"
+        if not self.may_send(user):
+            # Saving matters as much as sending: a sender's Approve sends the saved draft.
+            block = CHOICE_BLOCK if choice == "send" else REPLY_BLOCK
+            action = "edit_send" if choice == "send" else "edit_save"
+            return Ack(
+                body=_errors(block, self._not_a_sender()),
+                work=lambda: self._refuse(action, case_id, user, channel, tell=False),
+            )
         with session_scope(self.engine) as session:
             found = case_with_details(session, case_id=case_id)
         if found is None:
             return Ack(body=_errors(REPLY_BLOCK, "This case no longer exists."))
         mention = found[1]
         if choice == "send":
-            if not self.may_send(user):
-                return Ack(body=_errors(CHOICE_BLOCK, self._not_a_sender()))
             problems = self._check(mention, self._signed(text, user))
             if problems:
                 return Ack(body=_errors(REPLY_BLOCK, "; ".join(problems)))
@@ -448,9 +543,12 @@ class SlackBot:
         return Ack(body={"response_type": "ephemeral", "text": text})
 
     def event(self, event: dict[str, Any]) -> Ack:
-        """Events API callbacks: App Home opened."""
+        """Events API callbacks: App Home opened; MalformedRequest if not shaped like one."""
+        event = as_object(event, "event")
         if event.get("type") == "app_home_opened" and event.get("tab", "home") == "home":
-            user = event.get("user", "")
+            user = as_text(event.get("user"), "event.user")
+            if not 0 < len(user) <= 64:
+                raise MalformedRequest("event.user is missing or too long")
             return Ack(work=lambda: self.publish_home(user))
         return Ack()
 
@@ -502,7 +600,7 @@ class SlackBot:
                 "`[slack] senders` in config.toml."
             )
         return (
-            "You are not allowed to send replies or close cases. Ask an admin to add you (or "
+            "You are not allowed to send replies or change cases. Ask an admin to add you (or "
             "your user group) to `[slack] senders`."
         )
 

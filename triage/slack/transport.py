@@ -21,26 +21,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from triage.slack.bot import Ack, SlackBot
-from triage.slack.verify import SignatureError, verify
+from triage.server import BodyTooLarge, SeenSignatures, read_body
+from triage.slack.bot import Ack, MalformedRequest, SlackBot, as_object, as_text
+from triage.slack.verify import MAX_AGE_SECONDS, SignatureError, verify
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+# Slack's events, button clicks and modal submissions are a few kilobytes (a modal's state with
+# a 10,000-character reply stays far below this); anything bigger is not from Slack.
+MAX_BODY_BYTES = 1_000_000
 
 
 def dispatch(bot: SlackBot, body: bytes, content_type: str) -> Ack:
-    """Route one verified request body (events, interactivity or a slash command) to the bot."""
+    """Route one verified request body (events, interactivity or a slash command) to the bot.
+
+    MalformedRequest (a ValueError) when the body is not shaped the way Slack sends it.
+    """
     if content_type.startswith("application/json"):
-        envelope = json.loads(body or b"{}")
+        envelope = as_object(json.loads(body or b"{}"), "the body")
         if envelope.get("type") == "url_verification":
-            return Ack(body={"challenge": envelope.get("challenge", "")})
+            return Ack(body={"challenge": as_text(envelope.get("challenge"), "challenge")})
         if envelope.get("type") == "event_callback":
-            return bot.event(envelope.get("event") or {})
+            return bot.event(as_object(envelope.get("event"), "event"))
         return Ack()
     form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8")).items()}
     if "payload" in form:
-        return bot.interaction(json.loads(form["payload"]))
+        return bot.interaction(as_object(json.loads(form["payload"]), "payload"))
     if "command" in form:
         return bot.command(form)
     return Ack()
@@ -48,18 +55,30 @@ def dispatch(bot: SlackBot, body: bytes, content_type: str) -> Ack:
 
 def slack_routes(bot: SlackBot, signing_secret: str) -> list[Route]:
     """`POST /slack/events` for Events API, interactivity and slash commands."""
+    seen = SeenSignatures()
 
     async def events(request: Request) -> Response:
-        body = await request.body()
         try:
-            verify(signing_secret, request.headers, body)
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return PlainTextResponse(str(exc), status_code=413)
+        try:
+            stamp = verify(signing_secret, request.headers, body)
         except SignatureError as exc:
             log.warning("refused a request to %s: %s", EVENTS_PATH, exc)
             return PlainTextResponse(f"invalid request: {exc}", status_code=401)
+        signature = request.headers.get("x-slack-signature", "")
+        if not seen.first_use(signature, until=stamp + MAX_AGE_SECONDS):
+            log.warning("refused a replayed request to %s", EVENTS_PATH)
+            return PlainTextResponse(
+                "invalid request: this request was already received (replay?)", status_code=401
+            )
         try:
             ack = dispatch(bot, body, request.headers.get("content-type", ""))
         except (ValueError, KeyError) as exc:
-            return PlainTextResponse(f"unreadable request: {exc}", status_code=400)
+            # Signed by Slack yet not shaped like Slack's payloads: say so, without a traceback.
+            log.warning("unreadable request to %s: %s", EVENTS_PATH, str(exc)[:200])
+            return PlainTextResponse(f"unreadable request: {str(exc)[:200]}", status_code=400)
         task = BackgroundTask(_run, ack.work) if ack.work else None
         if ack.body is None:
             return Response(status_code=200, background=task)
@@ -80,13 +99,17 @@ def socket_mode_listener(bot: SlackBot) -> Callable[[Any, SocketModeRequest], No
 
     def listener(client: Any, request: SocketModeRequest) -> None:
         payload = request.payload if isinstance(request.payload, dict) else {}
-        if request.type == "events_api":
-            ack = bot.event(payload.get("event") or {})
-        elif request.type == "interactive":
-            ack = bot.interaction(payload)
-        elif request.type == "slash_commands":
-            ack = bot.command({key: str(value) for key, value in payload.items()})
-        else:
+        try:
+            if request.type == "events_api":
+                ack = bot.event(as_object(payload.get("event"), "event"))
+            elif request.type == "interactive":
+                ack = bot.interaction(payload)
+            elif request.type == "slash_commands":
+                ack = bot.command({key: str(value) for key, value in payload.items()})
+            else:
+                ack = Ack()
+        except MalformedRequest as exc:
+            log.warning("unreadable Socket Mode request: %s", str(exc)[:200])
             ack = Ack()
         client.send_socket_mode_response(
             SocketModeResponse(envelope_id=request.envelope_id, payload=ack.body)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from triage.clock import utcnow
 
 MAX_AGE_SECONDS = 5 * 60
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(Exception):
@@ -25,18 +26,19 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
-    """Raise SignatureError unless `body` is signed with `secret` within the last five minutes."""
+def verify(secret: str, headers: Mapping[str, str], body: bytes) -> int:
+    """Raise SignatureError unless `body` is signed with `secret` within five minutes; its time."""
     lowered = {key.lower(): value for key, value in headers.items()}
     timestamp = lowered.get("x-slack-request-timestamp")
     signature = lowered.get("x-slack-signature")
     if not timestamp or not signature:
         raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-    try:
-        age = abs(utcnow().timestamp() - int(timestamp))
-    except ValueError:
-        raise SignatureError(f"X-Slack-Request-Timestamp {timestamp!r} is not a number") from None
-    if age > MAX_AGE_SECONDS:
+    # ASCII digits of a sane length only: int() takes other scripts' digits, and a huge number
+    # overflows the float subtraction (an unauthenticated 500). The value is not echoed back.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
+        raise SignatureError("X-Slack-Request-Timestamp is not a number of seconds")
+    if abs(utcnow().timestamp() - int(timestamp)) > MAX_AGE_SECONDS:
         raise SignatureError("the request is more than five minutes old (or the clock is off)")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
         raise SignatureError("the signature does not match the signing secret")
+    return int(timestamp)
