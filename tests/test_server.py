@@ -265,7 +265,7 @@ def test_a_delivery_that_failed_to_store_may_be_sent_again(engine, monkeypatch):
 
 
 def test_seen_signatures_expire_with_their_window_and_stay_bounded():
-    from triage.server import SeenSignatures
+    from triage.inbound import SeenSignatures
 
     seen = SeenSignatures(limit=2)
     assert seen.first_use("a", until=100, now=0)

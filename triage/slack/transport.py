@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from triage.server import BodyTooLarge, SeenSignatures, read_body
+from triage.inbound import BodyTooLarge, SeenSignatures, read_body
 from triage.slack.bot import Ack, MalformedRequest, SlackBot, as_object, as_text
 from triage.slack.verify import MAX_AGE_SECONDS, SignatureError, verify
 
