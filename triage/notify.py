@@ -4,7 +4,8 @@
 `card:<case>:escalation` for P1s when an escalation channel is set); `flush` sends pending rows
 in rank order, about one message per second per channel. Every chat.postMessage carries the row's
 key in its message metadata, so after a crash or an unclear answer (5xx, dropped connection) the
-outbox finds the message in the channel's history instead of posting it again.
+outbox finds the message in the channel's history (a thread reply: in its thread) instead of
+posting it again; it posts again only after a read to the end that lacks the key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -48,11 +50,30 @@ METADATA_EVENT = "triage_outbox"
 LEASE = timedelta(seconds=60)
 # How far back, before an attempt, the channel history is searched for its message.
 HISTORY_SLACK = timedelta(seconds=30)
+# Pages of history (or of a thread) read to find an earlier attempt's message before giving up.
+LOOKUP_PAGES = 10
+LOOKUP_PAGE_SIZE = 200
+# Errors after which Slack may answer differently later (with any 5xx).
+RETRYABLE_ERRORS = (
+    "ratelimited",
+    "fatal_error",
+    "internal_error",
+    "service_unavailable",
+    "request_timeout",
+)
 PRIORITY_RANK = {"P1": 0, "P2": 1000, "P3": 2000, "P4": 3000}
 # Share of the first-response target after which the card's thread gets a reminder.
 SLA_REMINDER_SHARE = 0.75
 # Card updates, thread replies and ephemerals go before new cards: someone is waiting for them.
 UPDATE_RANK = -1
+
+
+class NotConfirmed(Exception):
+    """Whether an earlier attempt posted the message could not be found out; `final`: not ever."""
+
+    def __init__(self, reason: str, *, final: bool):
+        super().__init__(reason)
+        self.final = final
 
 
 def card_rank(priority: str, urgency: int) -> int:
@@ -338,7 +359,17 @@ class Notifier:
         if row is None:
             return False
         if row.method == "chat.postMessage" and row.attempts > 1:
-            found = self._find_posted(row)
+            try:
+                found = self._find_posted(row)
+            except NotConfirmed as exc:
+                # Posting blind could double the message: wait for a read that settles it.
+                if exc.final:
+                    log.error("not posting %s again: %s; not retrying", row.key, exc)
+                    self._set(row, OutboxStatus.FAILED, str(exc))
+                else:
+                    log.warning("not posting %s again yet: %s; will look again", row.key, exc)
+                    self._set(row, OutboxStatus.PENDING, str(exc))
+                return False
             if found is not None:
                 self._record_sent(row, found)
                 return True
@@ -348,7 +379,7 @@ class Notifier:
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error") or exc)
-            if status >= 500 or error in ("ratelimited", "fatal_error", "internal_error"):
+            if status >= 500 or error in RETRYABLE_ERRORS:
                 self._release(row, error)  # unclear or temporary: try again next flush
             else:
                 self._fail(row, error)
@@ -393,23 +424,49 @@ class Notifier:
             return row
 
     def _find_posted(self, row: SlackMessage) -> dict[str, Any] | None:
-        """The message an earlier attempt may have posted, from the channel's history."""
-        since = (row.created_at - HISTORY_SLACK).timestamp()
-        try:
-            history = self.client.conversations_history(
-                channel=row.channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200
+        """The message an earlier attempt posted, or None once a full read shows there is none.
+
+        History never lists thread replies, so those are read from their thread; raises
+        NotConfirmed when a page cannot be read or the pages run out before the key is found.
+        """
+        thread = row.payload.get("thread_ts")
+        if thread:
+            where = f"thread {thread} in {row.channel}"
+            read = partial(self.client.conversations_replies, channel=row.channel, ts=thread)
+        else:
+            since = (row.created_at - HISTORY_SLACK).timestamp()
+            where = f"{row.channel} history"
+            read = partial(
+                self.client.conversations_history, channel=row.channel, oldest=f"{since:.6f}"
             )
-        except SlackClientError as exc:
-            log.warning("could not read %s history to check for %s: %s", row.channel, row.key, exc)
-            return None
-        for message in history.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if (
-                metadata.get("event_type") == METADATA_EVENT
-                and (metadata.get("event_payload") or {}).get("key") == row.key
-            ):
-                return {"ok": True, "channel": row.channel, "ts": message.get("ts")}
-        return None
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            try:
+                page = read(cursor=cursor, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or exc)
+                retry = exc.response.status_code >= 500 or error in RETRYABLE_ERRORS
+                raise NotConfirmed(f"could not read {where}: {error}", final=not retry) from exc
+            except (SlackClientError, OSError) as exc:
+                reason = f"could not read {where}: {type(exc).__name__}: {exc}"
+                raise NotConfirmed(reason, final=False) from exc
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == METADATA_EVENT
+                    and (metadata.get("event_payload") or {}).get("key") == row.key
+                ):
+                    return {"ok": True, "channel": row.channel, "ts": message.get("ts")}
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor and page.get("has_more"):
+                raise NotConfirmed(f"{where}: more pages but no cursor to them", final=True)
+            if not cursor:
+                return None
+        # A later look would only have more to read: the message may be there, so never post.
+        raise NotConfirmed(
+            f"{where} not read to the end ({LOOKUP_PAGES} pages of {LOOKUP_PAGE_SIZE})",
+            final=True,
+        )
 
     def _record_sent(self, row: SlackMessage, response: dict[str, Any]) -> None:
         now = utcnow()

@@ -342,3 +342,119 @@ def test_a_card_that_still_cannot_be_built_goes_out_as_plain_text(
     assert f"case {broken}" in fallback["text"]
     [line] = [r.getMessage() for r in caplog.records if "plain text" in r.getMessage()]
     assert f"case {broken}" in line and "cannot exceed 3000" in line
+
+
+def _lose_first_answer(state) -> None:
+    state.fail_next("chat.postMessage", Fault(status=500, error="fatal_error", after_effect=True))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=500, error="fatal_error"), Fault(status=503, error="service_unavailable")],
+)
+def test_history_that_cannot_be_read_is_no_licence_to_post_again(
+    engine, slack, notifier_for, fault
+):
+    state, _ = slack
+    case_id = add_case(engine, external_id="h", text="help")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    _lose_first_answer(state)
+    assert notifier.flush() == 0
+
+    state.fail_next("conversations.history", fault)
+    assert notifier.flush() == 0
+    row = _rows(engine)[f"card:{case_id}"]
+    assert row.status == OutboxStatus.PENDING
+    assert "history" in row.error and fault.error in row.error
+    assert len(state.calls_to("chat.postMessage")) == 1
+
+    assert notifier.flush() == 1  # history answers now: the card is found, not posted again
+    assert len(state.messages[CARE]) == 1
+    assert len(state.calls_to("chat.postMessage")) == 1
+    assert _rows(engine)[f"card:{case_id}"].ts == state.messages[CARE][0]["ts"]
+
+
+def test_history_the_bot_may_not_read_fails_the_row_instead_of_posting_blind(
+    engine, slack, notifier_for
+):
+    state, _ = slack
+    case_id = add_case(engine, external_id="m", text="help")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    _lose_first_answer(state)
+    notifier.flush()
+    state.fail_next("conversations.history", Fault(status=200, error="missing_scope"))
+
+    assert notifier.flush() == 0
+    assert notifier.flush() == 0
+    row = _rows(engine)[f"card:{case_id}"]
+    assert row.status == OutboxStatus.FAILED and "missing_scope" in row.error
+    assert len(state.calls_to("chat.postMessage")) == 1
+
+
+def test_a_lost_thread_reply_is_found_in_its_thread_not_posted_twice(engine, slack, notifier_for):
+    state, _ = slack
+    case_id = add_case(engine, external_id="r", text="help", priority="P2", urgency=60)
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    notifier.flush()
+    with session_scope(engine) as session:
+        parent = session.get(Case, case_id).slack_ts
+    # Replies come a page at a time: the parent alone on the first, the reminder on the second.
+    state.page_size = 1
+    assert notifier.check_sla(now=CREATED_AT + timedelta(hours=2) * 0.8) == 1
+    _lose_first_answer(state)
+    assert notifier.flush() == 0
+
+    assert notifier.flush() == 1
+
+    thread = [m for m in state.messages[CARE] if m.get("thread_ts") == parent]
+    assert len(thread) == 1
+    assert len(state.calls_to("chat.postMessage")) == 2  # the card, the reminder once
+    lookups = state.calls_to("conversations.replies")
+    assert [call.body.get("cursor") for call in lookups] == [None, "offset:1"]
+    assert lookups[0].body["ts"] == parent
+    assert _rows(engine)[f"sla-reminder:{case_id}"].ts == thread[0]["ts"]
+
+
+def test_a_card_deep_in_a_busy_channel_is_found_on_a_later_page(engine, slack, notifier_for):
+    state, _ = slack
+    case_id = add_case(engine, external_id="d", text="help")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    _lose_first_answer(state)
+    notifier.flush()
+    for index in range(12):  # other people's messages, newer than the card
+        state.handle("chat.postMessage", {"channel": CARE, "text": f"chatter {index}"})
+    state.page_size = 5
+
+    assert notifier.flush() == 1
+
+    assert len(state.calls_to("chat.postMessage")) == 1
+    assert len(state.calls_to("conversations.history")) == 3
+    row = _rows(engine)[f"card:{case_id}"]
+    assert (row.status, row.ts) == (OutboxStatus.SENT, state.messages[CARE][0]["ts"])
+
+
+def test_a_lookup_that_runs_out_of_pages_does_not_post_blind(engine, slack, notifier_for, caplog):
+    state, _ = slack
+    case_id = add_case(engine, external_id="c", text="help")
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    _lose_first_answer(state)
+    notifier.flush()
+    pages = notify.LOOKUP_PAGES
+    for index in range(pages + 2):  # one message a page: the card is past the last page read
+        state.handle("chat.postMessage", {"channel": CARE, "text": f"chatter {index}"})
+    state.page_size = 1
+
+    assert notifier.flush() == 0
+
+    assert len(state.calls_to("conversations.history")) == pages
+    assert len(state.calls_to("chat.postMessage")) == 1
+    row = _rows(engine)[f"card:{case_id}"]
+    assert row.status == OutboxStatus.FAILED and f"{pages} pages" in row.error
+    assert any(
+        f"{pages} pages" in r.getMessage() and row.key in r.getMessage() for r in caplog.records
+    )
