@@ -147,6 +147,19 @@ def test_a_url_too_long_for_slack_loses_its_links_not_the_card():
     assert OPEN not in actions and actions[0] == MARK_REPLIED
 
 
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(document.cookie)", "data:text/html,<b>x</b>", "java\tscript:x"]
+)
+def test_a_url_that_is_no_web_address_is_never_a_link_or_a_button(url):
+    blocks = card_blocks(_view(url=url, text="x" * 4000, cannot_reply="no API"))
+    sent = json.dumps(blocks)
+    assert "script:" not in sent and "data:" not in sent
+    actions = [element.get("action_id") for element in blocks[-1]["elements"]]
+    assert OPEN not in actions
+    assert link(url, "open") == "open"
+    assert link("https://x.example/1", "open") == "<https://x.example/1|open>"
+
+
 def test_quote_is_measured_after_the_quote_marks():
     quoted = quote("a\nb & c\n\nd" * 400, 1000, more_url="https://x.example/1")
     assert len(quoted) <= 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from triage.links import web_url
+
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
 SECTION_TEXT_LIMIT = 3000
 FIELD_TEXT_LIMIT = 2000
@@ -15,9 +17,13 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link(url: str, label: str) -> str:
-    """A mrkdwn link whose label cannot break out of the link syntax."""
-    safe_url = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link whose label cannot break out of the link syntax; the bare label when `url`
+    is no usable web address (javascript:, over-long)."""
+    web = usable_url(url)
+    if web is None:
+        return escape(label)
+    safe_url = web.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
     return f"<{safe_url}|{escape(label).replace('|', '¦')}>"
 
 
@@ -63,12 +69,12 @@ def fit(mrkdwn: str, limit: int) -> str:
 
 
 def usable_url(url: str | None) -> str | None:
-    """`url`, or None when it is too long for Slack to take as a link target."""
-    return url if url and len(url) <= URL_LIMIT else None
+    """`url`, or None when it is no http(s) address or too long for Slack to take as a link."""
+    return url if web_url(url) and url and len(url) <= URL_LIMIT else None
 
 
 def _tail(more_url: str | None, limit: int) -> str:
-    if more_url:
+    if usable_url(more_url):
         tail = " … " + link(more_url, "read the rest")
         # A link that would crowd out the text it stands for is left off.
         if len(tail) <= min(URL_LIMIT, limit // 2):
