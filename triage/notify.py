@@ -31,6 +31,7 @@ from triage.config import ConfigError, Settings
 from triage.drafts.check import Promises, check_draft
 from triage.drafts.render import first_name
 from triage.slack.cards import CardView, card_blocks, card_text
+from triage.slack.client import LONGEST_CALL_SECONDS
 from triage.store import (
     Analysis,
     Case,
@@ -46,8 +47,10 @@ from triage.store.queries import case_with_details, cases_to_notify, open_posted
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "triage_outbox"
-# A claim older than this is presumed to belong to a crashed worker.
-LEASE = timedelta(seconds=60)
+# A claim older than this is presumed to belong to a crashed worker. It outlasts the longest
+# Slack call (429s waited out included), and the claim is renewed just before the call, so a slow
+# post is never taken for a crashed one and posted again by another flush.
+LEASE = timedelta(seconds=LONGEST_CALL_SECONDS + 60)
 # How far back, before an attempt, the channel history is searched for its message.
 HISTORY_SLACK = timedelta(seconds=30)
 # Pages of history (or of a thread) read to find an earlier attempt's message before giving up.
@@ -374,6 +377,9 @@ class Notifier:
                 self._record_sent(row, found)
                 return True
         self._pace(row.channel)
+        if not self._renew(row):
+            log.warning("%s was taken over by another flush while it was looked up", row.key)
+            return False
         try:
             response = self.client.api_call(row.method, json=self._request(row))
         except SlackApiError as exc:
@@ -422,6 +428,20 @@ class Notifier:
             session.refresh(row)
             session.expunge(row)
             return row
+
+    def _renew(self, row: SlackMessage) -> bool:
+        """Restart the claim's clock right before the call; False if another flush has it now."""
+        with session_scope(self.engine) as session:
+            renewed = session.execute(
+                sa.update(SlackMessage)
+                .where(
+                    col(SlackMessage.id) == row.id,
+                    col(SlackMessage.status) == OutboxStatus.SENDING,
+                    col(SlackMessage.attempts) == row.attempts,
+                )
+                .values(attempt_at=utcnow())
+            )
+            return renewed.rowcount == 1
 
     def _find_posted(self, row: SlackMessage) -> dict[str, Any] | None:
         """The message an earlier attempt posted, or None once a full read shows there is none.

@@ -29,7 +29,7 @@ class Call:
 class Fault:
     status: int = 200
     error: str | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None
     # Carry the call out, then answer with the fault (the answer is lost, the effect is not).
     after_effect: bool = False
 

@@ -458,3 +458,47 @@ def test_a_lookup_that_runs_out_of_pages_does_not_post_blind(engine, slack, noti
     assert any(
         f"{pages} pages" in r.getMessage() and row.key in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_claim_taken_over_during_the_lookup_is_not_posted(engine, slack, notifier_for):
+    # A slow lookup outlasted the lease and another flush claimed the row: the first must not
+    # post as well, or the card would be there twice.
+    state, _ = slack
+    case_id = add_case(engine, external_id="t", text="help")
+    state.fail_next("chat.postMessage", Fault(status=500, error="fatal_error"))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    assert notifier.flush() == 0
+    lookup = notifier._find_posted
+
+    def slow_lookup(row):
+        found = lookup(row)
+        with session_scope(engine) as session:
+            stored = session.get(SlackMessage, row.id)
+            stored.attempts += 1  # what another flush's claim does
+            session.add(stored)
+        return found
+
+    notifier._find_posted = slow_lookup
+    assert notifier.flush() == 0
+    assert len(state.calls_to("chat.postMessage")) == 1 and state.messages[CARE] == []
+    assert _rows(engine)[f"card:{case_id}"].status == OutboxStatus.SENDING
+
+
+def test_the_lease_outlasts_the_longest_slack_call():
+    from triage.slack.client import LONGEST_CALL_SECONDS
+
+    assert LEASE.total_seconds() > LONGEST_CALL_SECONDS
+
+
+@pytest.mark.parametrize(("retry_after", "waited"), [(3600, 30), (7, 7), ("soon", 1), (None, 1)])
+def test_a_429_is_waited_out_as_asked_but_never_past_the_cap(slack, retry_after, waited):
+    state, url = slack
+    fault = Fault(status=429, error="ratelimited", retry_after=retry_after)
+    state.fail_next("chat.postMessage", fault)
+    sleeps = Sleeps()
+    client = make_slack_client(SlackSettings(bot_token="xoxb-test", api_url=url), sleep=sleeps)
+    client.chat_postMessage(channel=CARE, text="hello")
+    assert len(state.calls_to("chat.postMessage")) == 2 and len(state.messages[CARE]) == 1
+    [slept] = sleeps
+    assert waited <= slept < waited + 1
