@@ -123,17 +123,23 @@ class Pipeline:
     def process(self, *, stop: threading.Event | None = None) -> ProcessReport:
         """Analyze every new mention, open cases for those that need a human, draft replies."""
         report = ProcessReport()
+        llm = self.settings.drafts.llm
         with self._process_lock:
-            chunk = self.settings.models.batch_size * 4
-            # Drafts follow each chunk, so a long backlog yields cards as it goes.
-            report.drafts = self._draft_all()
-            while not (stop is not None and stop.is_set()):
-                analyzed, cases = self._analyze_chunk(chunk)
-                if not analyzed:
-                    break
-                report.analyzed += analyzed
-                report.cases += cases
-                report.drafts += self._draft_all()
+            drafter = self._drafter_factory(llm, self.settings.brand) if llm else None
+            try:
+                chunk = self.settings.models.batch_size * 4
+                # Drafts follow each chunk, so a long backlog yields cards as it goes.
+                report.drafts = self._draft_rows(drafter)
+                while not (stop is not None and stop.is_set()):
+                    analyzed, cases = self._analyze_chunk(chunk)
+                    if not analyzed:
+                        break
+                    report.analyzed += analyzed
+                    report.cases += cases
+                    report.drafts += self._draft_rows(drafter)
+            finally:
+                if drafter is not None:
+                    drafter.close()
         return report
 
     def run_once(self, *, stop: threading.Event | None = None) -> RunReport:
@@ -174,7 +180,8 @@ class Pipeline:
                         model_version=self.analyzer.version[:128],
                     )
                 )
-                if urgency.kind != "info":
+                # News and spam need no human; the analysis still counts them in reports.
+                if urgency.kind not in ("info", "spam"):
                     session.add(Case(mention_id=mention.id))
                     cases += 1
             return len(mentions), cases
@@ -192,15 +199,6 @@ class Pipeline:
                 before_id=mention.id,
             )
         return AnalysisInput.of(mention, prior_contacts=prior)
-
-    def _draft_all(self) -> int:
-        llm = self.settings.drafts.llm
-        drafter = self._drafter_factory(llm, self.settings.brand) if llm else None
-        try:
-            return self._draft_rows(drafter)
-        finally:
-            if drafter is not None:
-                drafter.close()
 
     def _draft_rows(self, drafter: LlmDrafter | None) -> int:
         drafted = 0
