@@ -1,172 +1,172 @@
-"""Complaint probability and intent from hand-written examples: nearest prototypes in e5 space.
+"""What a mention is about: a multi-label intent head on the encoder's embeddings.
 
-`models/data/intent_examples.jsonl` holds labelled mentions in the seven first-class languages
-(complaint or not, and one of INTENTS). A mention is compared with every example by cosine
-similarity in the multilingual encoder's space; its k nearest examples vote, weighted by a
-softmax of their similarity, for "complaint" and for an intent. Being multilingual, the space
-lets a Latvian example help an English mention and the other way round. The examples are
-embedded once per process (about 500 texts: a few seconds).
+The labels are the taxonomy of models/data/intents/README.md: twenty intents (account takeover,
+phishing, fraud, billing, ... praise, feedback, spam) and two modifiers (a vulnerable person,
+repeat contact). A mention may carry several. The head reads the embeddings the sentiment head
+reads, so it costs no second pass of the encoder. `models/train_intent.py` trains it on
+models/data/intents/train and chooses its settings on models/data/intents/validation; each
+label has its own threshold, stored with the weights.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-EXAMPLES = Path(__file__).parent / "data" / "intent_examples.jsonl"
-INTENTS = (
-    "billing",
-    "delivery",
-    "outage",
-    "login",
-    "security",
-    "defect",
-    "safety",
-    "legal",
-    "press",
-    "question",
-    "praise",
-    "other",
-)
-NEIGHBOURS = 11
-# k, the temperature and the head's L2 penalty were chosen on models/data/intent_validation.jsonl
-# (python -m models.tune_intent). L2 None: the neighbours vote on complaints as well.
-L2: float | None = 1e-4
-# Softmax temperature over cosine similarities: e5 similarities sit close together.
-TEMPERATURE = 0.02
+from models.encoder import BUNDLED
+from models.labels import INTENTS, LABELS, MODIFIERS, PROBLEMS
+from models.sentiment import WEIGHTS_DIR, head_logits, read_layers
+
+DATA_DIR = Path(__file__).parent / "data" / "intents"
+HEAD_FILE = "intent_head.safetensors"
+# Beside the labels the head says whether a care lead would rank the mention P1 or P2: how bad
+# it is within its intent ("the lid broke, no big deal" against "the dishwasher floods").
+URGENT = "urgent"
+OUTPUTS: tuple[str, ...] = (*LABELS, URGENT)
+LANGUAGES = ("en", "pl", "lv", "pt", "es", "de", "fr")
+SENTIMENTS = ("negative", "neutral", "positive")
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One labelled mention of the intent data."""
+
+    text: str
+    lang: str
+    sector: str
+    labels: tuple[str, ...]
+    sentiment: str
+    priority: str
+
+
+def read_rows(paths: Iterable[Path]) -> list[Row]:
+    """The labelled mentions of the given JSONL files; ValueError naming file and line."""
+    rows = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                row = Row(
+                    text=str(data["text"]),
+                    lang=str(data["lang"]),
+                    sector=str(data["sector"]),
+                    labels=tuple(dict.fromkeys(str(label) for label in data["labels"])),
+                    sentiment=str(data["sentiment"]),
+                    priority=str(data["priority"]),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a labelled mention ({exc})") from exc
+            unknown = [label for label in row.labels if label not in LABELS]
+            if unknown or row.sentiment not in SENTIMENTS or row.priority not in PRIORITIES:
+                raise ValueError(
+                    f"{path}:{number}: unknown label, sentiment or priority "
+                    f"({unknown or row.sentiment + ' / ' + row.priority})"
+                )
+            if not row.text.strip():
+                raise ValueError(f"{path}:{number}: empty text")
+            rows.append(row)
+    return rows
+
+
+def data_files(split: str) -> list[Path]:
+    """The JSONL files of `train` or `validation`, one per language."""
+    return sorted((DATA_DIR / split).glob("*.jsonl"))
 
 
 @dataclass(frozen=True, slots=True)
 class IntentResult:
-    complaint_probability: float
-    intent: str
-    # Cosine similarity of the nearest example: low means "nothing like what we have seen".
-    similarity: float
+    """Each label's probability and the labels over their thresholds, likeliest first."""
 
+    probabilities: dict[str, float]
+    labels: tuple[str, ...]
+    # The probability that a care lead would rank it P1 or P2, and whether it passes its threshold.
+    urgent_probability: float = 0.0
+    urgent: bool = False
 
-@dataclass(frozen=True, slots=True)
-class Example:
-    text: str
-    lang: str
-    complaint: bool
-    intent: str
+    @property
+    def complaint_probability(self) -> float:
+        """How likely the mention reports a problem: its likeliest problem intent."""
+        return max(self.probabilities[label] for label in PROBLEMS)
 
+    @property
+    def intents(self) -> tuple[str, ...]:
+        return tuple(label for label in self.labels if label in INTENTS)
 
-def read_examples(path: Path = EXAMPLES) -> list[Example]:
-    """The labelled examples; ValueError naming the line of a bad one."""
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            example = Example(
-                text=str(row["text"]),
-                lang=str(row["lang"]),
-                complaint=bool(row["complaint"]),
-                intent=str(row["intent"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not an example ({exc})") from exc
-        if example.intent not in INTENTS:
-            raise ValueError(f"{path}:{number}: unknown intent {example.intent!r}")
-        examples.append(example)
-    return examples
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """Logistic regression of y (0/1) on rows of x with an L2 penalty; (weights, bias)."""
-    import torch
-
-    xt, yt = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y.astype(np.float64))
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> Any:
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt)
-        loss = loss + l2 * (w @ w)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), float(b.item())
+    @property
+    def modifiers(self) -> tuple[str, ...]:
+        return tuple(label for label in self.labels if label in MODIFIERS)
 
 
 class IntentModel:
-    """Intent from the k nearest labelled examples; complaint from a head fitted on them."""
+    """Intents of texts, or of embeddings already made by the same encoder."""
 
-    def __init__(
-        self,
-        encoder: Any,
-        examples: list[Example] | None = None,
-        *,
-        neighbours: int = NEIGHBOURS,
-        temperature: float = TEMPERATURE,
-        l2: float | None = L2,
-    ):
-        self.examples = examples if examples is not None else read_examples()
-        if not self.examples:
-            raise ValueError("no intent examples")
+    def __init__(self, encoder: Any, head: str = BUNDLED) -> None:
+        path = WEIGHTS_DIR / HEAD_FILE if head == BUNDLED else Path(head)
         self.encoder = encoder
-        self.neighbours = min(neighbours, len(self.examples))
-        self.temperature = temperature
-        self._matrix = np.asarray(encoder.embed([e.text for e in self.examples]), np.float32)
-        self._complaint = np.array([e.complaint for e in self.examples], dtype=np.float32)
-        self._intent = np.array([INTENTS.index(e.intent) for e in self.examples])
-        # Fitted at load from the committed examples (well under a second), so it never goes
-        # stale against them; None keeps the neighbours' vote for complaints too.
-        both = 0 < self._complaint.sum() < len(self._complaint)
-        self._head = fit_logistic(self._matrix, self._complaint, l2) if l2 and both else None
+        self._layers, self.meta, digest = read_layers(path)
+        if tuple(self.meta.get("labels", ())) != LABELS:
+            raise ValueError(f"{path} is not a head for the labels of models/intent.py")
+        if self._layers[-1][0].shape[0] != len(OUTPUTS):
+            raise ValueError(f"{path} has {self._layers[-1][0].shape[0]} outputs")
+        if self._layers[0][0].shape[1] != encoder.dim:
+            raise ValueError(
+                f"head expects {self._layers[0][0].shape[1]}-dim embeddings, "
+                f"encoder {encoder.version} gives {encoder.dim}"
+            )
+        trained_on = self.meta.get("encoder")
+        if trained_on and trained_on != encoder.version:
+            raise ValueError(f"intent head was trained on {trained_on}, not {encoder.version}")
+        thresholds = self.meta.get("thresholds") or {}
+        self.thresholds = np.array([float(thresholds.get(label, 0.5)) for label in OUTPUTS])
+        self.version = f"intent@{digest[:12]}"
 
     def predict_embeddings(self, embeddings: np.ndarray) -> list[IntentResult]:
-        """Complaint probability and intent for rows of unit-length embeddings."""
+        """The intents of rows of unit-length embeddings from this model's encoder."""
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.size == 0:
             return []
-        similarity = emb @ self._matrix.T
-        head = None
-        if self._head is not None:
-            w, b = self._head
-            head = 1.0 / (1.0 + np.exp(-(emb.astype(np.float64) @ w + b)))
-        nearest = np.argsort(-similarity, axis=1)[:, : self.neighbours]
+        probs = 1.0 / (1.0 + np.exp(-head_logits(self._layers, emb)))
         results = []
-        for n, (row, idx) in enumerate(zip(similarity, nearest, strict=True)):
-            close = row[idx]
-            weights = np.exp((close - close.max()) / self.temperature)
-            weights /= weights.sum()
-            votes = np.zeros(len(INTENTS), dtype=np.float64)
-            np.add.at(votes, self._intent[idx], weights)
+        n = len(LABELS)
+        for row in probs:
+            over = [i for i in np.argsort(-row[:n]) if row[i] >= self.thresholds[i]]
             results.append(
                 IntentResult(
-                    complaint_probability=float(
-                        head[n] if head is not None else weights @ self._complaint[idx]
-                    ),
-                    intent=INTENTS[int(votes.argmax())],
-                    similarity=float(close.max()),
+                    probabilities={label: float(p) for label, p in zip(LABELS, row, strict=False)},
+                    labels=tuple(LABELS[i] for i in over),
+                    urgent_probability=float(row[n]),
+                    urgent=bool(row[n] >= self.thresholds[n]),
                 )
             )
         return results
 
-    def predict(self, texts: list[str]) -> list[IntentResult]:
-        return self.predict_embeddings(self.encoder.embed(texts)) if texts else []
+    def predict(self, texts: Sequence[str]) -> list[IntentResult]:
+        return self.predict_embeddings(self.encoder.embed(list(texts))) if texts else []
 
 
-_models: dict[int, IntentModel] = {}
+_models: dict[tuple[int, str], IntentModel] = {}
 _lock = threading.Lock()
 
 
-def get_intent_model(encoder: Any) -> IntentModel:
-    """One IntentModel per encoder in this process."""
+def head_installed(head: str = BUNDLED) -> bool:
+    return (WEIGHTS_DIR / HEAD_FILE).is_file() if head == BUNDLED else Path(head).is_file()
+
+
+def get_intent_model(encoder: Any, head: str = BUNDLED) -> IntentModel:
+    """One IntentModel per encoder and head in this process."""
     with _lock:
-        model = _models.get(id(encoder))
+        key = (id(encoder), head)
+        model = _models.get(key)
         if model is None:
-            model = IntentModel(encoder)
-            _models[id(encoder)] = model
+            model = IntentModel(encoder, head)
+            _models[key] = model
         return model

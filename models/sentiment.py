@@ -29,8 +29,8 @@ class SentimentResult:
     probabilities: dict[str, float]
 
 
-def head_forward(layers: Sequence[tuple[np.ndarray, np.ndarray]], emb: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, classes) of the linear layers with exact GELU between them."""
+def head_logits(layers: Sequence[tuple[np.ndarray, np.ndarray]], emb: np.ndarray) -> np.ndarray:
+    """Logits (n, outputs) of the linear layers with exact GELU between them."""
     import torch
 
     with torch.inference_mode():
@@ -41,10 +41,18 @@ def head_forward(layers: Sequence[tuple[np.ndarray, np.ndarray]], emb: np.ndarra
             )
             if i < len(layers) - 1:
                 h = torch.nn.functional.gelu(h)
-        return torch.softmax(h, dim=1).numpy()
+        return h.numpy()
 
 
-def _load_head(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any], str]:
+def head_forward(layers: Sequence[tuple[np.ndarray, np.ndarray]], emb: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, classes): the softmax of `head_logits`."""
+    logits = head_logits(layers, emb)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def read_layers(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any], str]:
+    """A head's `layers.N.weight/bias` tensors, its JSON metadata and the file's sha256."""
     from safetensors.numpy import load_file
 
     data = path.read_bytes()
@@ -62,10 +70,15 @@ def _load_head(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[st
         layers.append((tensors[key], tensors[f"layers.{i}.bias"]))
     if not layers:
         raise ValueError(f"{path} holds no layers.N.weight tensors")
-    if tuple(meta.get("labels", LABELS)) != LABELS or layers[-1][0].shape[0] != len(LABELS):
-        raise ValueError(f"{path} is not a {'/'.join(LABELS)} head")
     if meta.get("activation", "gelu") != "gelu":
         raise ValueError(f"{path}: unsupported activation {meta['activation']!r}")
+    return layers, meta, digest
+
+
+def _load_head(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any], str]:
+    layers, meta, digest = read_layers(path)
+    if tuple(meta.get("labels", LABELS)) != LABELS or layers[-1][0].shape[0] != len(LABELS):
+        raise ValueError(f"{path} is not a {'/'.join(LABELS)} head")
     return layers, meta, digest
 
 

@@ -15,16 +15,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.labels import ESCALATING, PROBLEMS, REASONS, SERIOUS
+from models.labels import POINTS as LABEL_POINTS
+
 CUES_DIR = Path(__file__).parent / "cues"
-NON_COMPLAINT_INTENTS = frozenset({"question", "praise", "feedback"})
-# How much the example-based complaint model counts against the cue blend (chosen on the
-# validation mentions, models/tune_intent.py).
+# Cue intents named otherwise in the taxonomy (models/labels.py), and cue intents that are
+# evidence for the score but not labels of their own.
+CUE_LABELS = {"security": "account_takeover", "waiting": "repeat_contact"}
+CUE_SIGNALS = frozenset({"anger", "sarcasm"})
+PROBLEM_LABELS = PROBLEMS | {"anger", "sarcasm"}
+# Cue and model intents that do not report a problem (reports count the others).
+NON_COMPLAINT_INTENTS = frozenset({"question", "praise", "feedback", "spam"}) | {
+    "vulnerable",
+    "repeat_contact",
+}
+ESCALATING_LABELS = ESCALATING
+# How much the intent model's complaint probability counts against the cue blend.
 MODEL_SHARE = 0.75
 # The complaint probability given to praise contradicted by a problem (sarcasm).
 SARCASM_FLOOR = 0.6
 # Negation flips these only: "not bad", "not happy". "not working" stays a complaint.
 NEGATABLE_INTENTS = frozenset({"anger", "praise"})
 NEGATION_WINDOW = 3
+# Fewer words than this and the intent head's labels are not used.
+MIN_MODEL_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -43,6 +57,8 @@ class UrgencyWeights:
     repeat_contact_cap: float = 16.0
     bands: tuple[int, int, int] = (75, 50, 25)  # lower bounds of P1, P2, P3
     escalation_floor: int = 90
+    vulnerable: float = 25.0
+    stated_repeat: float = 12.0  # "third time I write", as the text says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +74,12 @@ class Signals:
     engagement: int | None = None
     vip: bool = False
     prior_contacts: int = 0
-    # From models/intent.py: the nearest hand-written examples' verdict, when available.
+    # From models/intent.py, when its head is installed: the labels over their thresholds and
+    # how likely the mention reports a problem.
     model_complaint: float | None = None
-    model_intent: str | None = None
+    model_labels: tuple[str, ...] | None = None
+    # The head's view of whether a care lead would rank it P1/P2 (None: no head installed).
+    model_urgent: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,53 +187,78 @@ class UrgencyScorer:
 
     def score(self, signals: Signals) -> UrgencyResult:
         w = self.weights
-        intents = self.match_intents(signals.text, signals.language)
-        complaint_intents = [i for i in intents if i.name not in NON_COMPLAINT_INTENTS]
-        names = {i.name for i in intents}
+        findings, cue_signals = self._findings(signals)
+        if _model_says_praise(signals) and "sarcasm" not in cue_signals:
+            # "Refunded within a day, thank you Ana!": a problem word in praise of its fix.
+            findings = [f for f in findings if f.name not in PROBLEM_LABELS or f.from_model]
+        names = {f.name for f in findings}
+        problems = [f for f in findings if f.name in PROBLEM_LABELS]
+        if "vulnerable" in names and not problems and "praise" not in names:
+            # "Grandma's blood thinners are four days late": a person at risk is the problem.
+            problems = [f for f in findings if f.name == "vulnerable"]
+        sarcastic = _contradicted_praise(signals, names, bool(problems), "sarcasm" in cue_signals)
+        for name in ("anger", "sarcasm"):
+            # Strong words and irony markers ("thanks for nothing") are a complaint of their own.
+            if name in cue_signals:
+                cue = cue_signals[name]
+                problems.append(Finding(name, cue.reason, cue.weight, escalate=False))
+        if sarcastic or (problems and signals.p_negative >= 0.5):
+            # Praise words around a problem are irony, not thanks: "great, charged twice 👏".
+            findings = [f for f in findings if f.name != "praise"]
+            names.discard("praise")
         points: list[tuple[float, str]] = []
 
         if signals.p_negative >= 0.2:
             points.append(
                 (w.negativity * signals.p_negative, f"negative tone ({signals.p_negative:.0%})")
             )
-        intent_points = min(w.intents_cap, sum(i.weight for i in complaint_intents))
-        for intent in complaint_intents:
-            share = (
-                intent_points * intent.weight / max(1.0, sum(i.weight for i in complaint_intents))
-            )
-            points.append((share, intent.reason))
+        weighted = [f for f in problems if f.points > 0]
+        intent_points = min(w.intents_cap, sum(f.points for f in weighted))
+        total = max(1.0, sum(f.points for f in weighted))
+        for finding in weighted:
+            points.append((intent_points * finding.points / total, finding.reason))
+        if "vulnerable" in names:
+            points.append((w.vulnerable, REASONS["vulnerable"]))
+        if "repeat_contact" in names:
+            points.append((w.stated_repeat, _reason(findings, "repeat_contact")))
+        # Facts outside the words: what they rated, who wrote, how many saw it, how often.
+        outside: list[tuple[float, str]] = []
         if signals.rating is not None and signals.rating <= 3:
             stars = max(1, round(signals.rating))
-            points.append((w.rating[stars - 1], f"{stars}-star review"))
+            outside.append((w.rating[stars - 1], f"{stars}-star review"))
         if signals.reach:
             for threshold, value in w.reach:
                 if signals.reach >= threshold:
-                    points.append((value, f"{compact(signals.reach)} followers"))
+                    outside.append((value, f"{compact(signals.reach)} followers"))
                     break
         if signals.vip:
-            points.append((w.vip, "VIP account"))
+            outside.append((w.vip, "VIP account"))
         if signals.engagement and signals.engagement >= w.engagement_threshold:
-            points.append((w.engagement, f"{compact(signals.engagement)} likes and replies"))
+            outside.append((w.engagement, f"{compact(signals.engagement)} likes and replies"))
         if signals.prior_contacts:
             value = min(w.repeat_contact_cap, w.repeat_contact * signals.prior_contacts)
-            points.append((value, f"{_ordinal(signals.prior_contacts + 1)} message this week"))
+            outside.append((value, f"{_ordinal(signals.prior_contacts + 1)} message this week"))
+        points += outside
 
-        complaint_probability = _complaint_probability(signals, bool(complaint_intents))
-        if _contradicted_praise(signals, names):
-            # Irony fools the sentiment model and the examples alike; the cues catch it.
+        complaint_probability = _complaint_probability(signals, bool(problems))
+        if sarcastic:
             complaint_probability = max(complaint_probability, SARCASM_FLOOR)
-        escalations = [i for i in intents if i.escalate]
+        kind = _kind(signals, complaint_probability, names, bool(problems))
+        # Praise of the nurse who helped grandma, or spam, is no emergency whatever it names.
+        answered = kind in ("complaint", "question")
+        escalations = (
+            [f for f in findings if f.escalate and _stands(f, signals)] if answered else []
+        )
         score = round(min(100.0, sum(value for value, _ in points)))
         if escalations:
             score = max(score, w.escalation_floor)
-        kind = _kind(signals, complaint_probability, names)
         priority = "P1" if escalations else _band(score, w.bands)
-        if kind in ("praise", "feedback") and not escalations:
+        if kind in ("praise", "feedback", "spam", "info"):
             priority = "P4"
-        elif kind == "complaint" and priority == "P4":
-            priority = "P3"  # a complaint always gets a human's attention within the day
-        reasons = [f"escalate: {i.reason}" for i in escalations]
-        escalated = {i.reason for i in escalations}
+        elif kind == "complaint" and not escalations:
+            priority = _complaint_band(signals, names, score, sum(v for v, _ in outside), w)
+        reasons = [f"escalate: {f.reason}" for f in escalations]
+        escalated = {f.reason for f in escalations}
         reasons += [
             reason
             for value, reason in sorted(points, key=lambda p: -p[0])
@@ -224,26 +268,114 @@ class UrgencyScorer:
             reasons.append("praise: thank-you")
         elif kind == "feedback":
             reasons.append("feedback: a suggestion to thank and pass on")
-        names_out = [i.name for i in intents]
-        model_intent = signals.model_intent
-        if model_intent and model_intent not in names and model_intent != "other":
-            names_out.append(model_intent)
-            if not complaint_intents and kind == "complaint":
-                reasons.append(f"reads like a {model_intent} problem")
+        elif kind == "spam":
+            reasons.append("reads like spam: dismiss unless it is about us")
         return UrgencyResult(
             score=score,
             priority=priority,
             kind=kind,
             complaint_probability=round(complaint_probability, 4),
             escalate=bool(escalations),
-            intents=names_out,
+            intents=[f.name for f in findings],
             reasons=list(dict.fromkeys(reasons)),
         )
 
+    def _findings(self, signals: Signals) -> tuple[list[Finding], dict[str, Intent]]:
+        """What the mention is about (the intent model's labels and the cues, each once), and
+        the cue signals (anger, sarcasm) that matched."""
+        found: dict[str, Finding] = {}
+        cue_signals: dict[str, Intent] = {}
+        # A word or two ("ok", "?") tells the head nothing: it guesses; only cues count there.
+        model_labels = signals.model_labels if _words(signals.text) >= MIN_MODEL_WORDS else ()
+        for label in model_labels or ():
+            found[label] = Finding(
+                name=label,
+                reason=REASONS.get(label, label.replace("_", " ")),
+                points=LABEL_POINTS.get(label, 0.0),
+                escalate=label in ESCALATING_LABELS,
+                from_model=True,
+            )
+        # Cues stay as explainable extra evidence; their reasons win, they name the words.
+        for intent in self.match_intents(signals.text, signals.language):
+            name = CUE_LABELS.get(intent.name, intent.name)
+            if name in CUE_SIGNALS:
+                cue_signals[name] = intent
+                continue
+            known = found.get(name)
+            found[name] = Finding(
+                name=name,
+                reason=intent.reason,
+                points=max(intent.weight, known.points if known else 0.0),
+                escalate=intent.escalate or (known.escalate if known else False),
+                from_model=known is not None,
+                from_cue=True,
+            )
+        return list(found.values()), cue_signals
 
-def _complaint_probability(signals: Signals, has_complaint_cue: bool) -> float:
-    # Negativity, cues and a low rating, averaged with the example-based model when there is one.
-    value = 0.6 * signals.p_negative + (0.45 if has_complaint_cue else 0.0)
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a mention is about, from the model or a cue, with what it adds to the score."""
+
+    name: str
+    reason: str
+    points: float
+    escalate: bool
+    from_model: bool = False
+    from_cue: bool = False
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _stands(finding: Finding, signals: Signals) -> bool:
+    """Whether an escalating finding is strong enough to page someone.
+
+    A cue names the words; the head's label alone must come with its own sense that the
+    mention is urgent, or a negative tone: "first pilates class, found muscles I never knew"
+    is no safety risk.
+    """
+    if finding.from_cue or signals.model_urgent is None:
+        return True
+    return bool(signals.model_urgent) or signals.p_negative >= 0.5
+
+
+def _model_says_praise(signals: Signals) -> bool:
+    labels = set(signals.model_labels or ())
+    return "praise" in labels and not labels & PROBLEMS and signals.p_positive >= 0.5
+
+
+# Points from outside facts (reach, VIP, rating, engagement, earlier messages) that lift a
+# complaint the intent head reads as "can wait" into P2 all the same.
+OUTSIDE_LIFT = 10.0
+
+
+def _complaint_band(
+    signals: Signals, names: set[str], score: int, outside: float, w: UrgencyWeights
+) -> str:
+    """P1..P3 for a complaint that does not escalate."""
+    band = _band(score, w.bands)
+    if signals.model_urgent is None:
+        # No intent head: the score's band, at least P2 when money or access hurts now.
+        serious = bool(names & SERIOUS) or "repeat_contact" in names
+        return min(band, "P2" if serious else "P3")  # "P2" < "P3": the higher of the two
+    # The head learned from care leads' rankings how bad a problem is within its intent ("the
+    # lid broke, no big deal" against "the dishwasher floods the kitchen"); the words alone
+    # cannot lift past that, facts outside them can.
+    urgent = signals.model_urgent or "repeat_contact" in names or outside >= OUTSIDE_LIFT
+    if not urgent:
+        return "P3"
+    return band if band == "P1" else "P2"
+
+
+def _reason(findings: list[Finding], name: str) -> str:
+    return next((f.reason for f in findings if f.name == name), REASONS.get(name, name))
+
+
+def _complaint_probability(signals: Signals, has_problem: bool) -> float:
+    # Negativity, a problem found and a low rating, averaged with the intent model's own view.
+    value = 0.6 * signals.p_negative + (0.45 if has_problem else 0.0)
     if signals.rating is not None and signals.rating <= 2:
         value += 0.25
     value = min(1.0, max(0.0, value))
@@ -252,21 +384,26 @@ def _complaint_probability(signals: Signals, has_complaint_cue: bool) -> float:
     return MODEL_SHARE * signals.model_complaint + (1 - MODEL_SHARE) * value
 
 
-def _contradicted_praise(signals: Signals, intents: set[str]) -> bool:
+def _contradicted_praise(
+    signals: Signals, names: set[str], has_problem: bool, sarcasm: bool
+) -> bool:
     """Praise words or a positive tone next to a problem: "Great, lost my parcel again 🙃"."""
-    problems = intents - NON_COMPLAINT_INTENTS
-    praising = "praise" in intents or signals.p_positive >= 0.5
-    return bool(problems) and (praising or "sarcasm" in problems)
+    praising = "praise" in names or signals.p_positive >= 0.5
+    return has_problem and (praising or sarcasm)
 
 
-def _kind(signals: Signals, complaint_probability: float, intents: set[str]) -> str:
-    if complaint_probability >= 0.5 or _contradicted_praise(signals, intents):
+def _kind(
+    signals: Signals, complaint_probability: float, names: set[str], has_problem: bool
+) -> str:
+    if "spam" in names and not has_problem:
+        return "spam"
+    if has_problem or complaint_probability >= 0.5:
         return "complaint"
-    if "feedback" in intents:
+    if "feedback" in names:
         return "feedback"  # "could you add dark mode?" is a suggestion, not a question
-    if "question" in intents or "?" in signals.text:
+    if "question" in names or "?" in signals.text:
         return "question"
-    if "praise" in intents or signals.p_positive >= 0.6:
+    if "praise" in names or signals.p_positive >= 0.6:
         return "praise"
     return "info"
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.intent import EXAMPLES, IntentModel, get_intent_model
+from models.intent import IntentModel, get_intent_model, head_installed
 from models.language import LanguageDetectorService, LanguageResult
 from models.sentiment import SentimentModel, SentimentResult, get_sentiment_model
 from models.urgency import Signals, UrgencyResult, UrgencyScorer
@@ -74,10 +74,10 @@ class Analyzer:
         )
         self.language = language or LanguageDetectorService(models.languages)
         self.scorer = scorer or UrgencyScorer(models.urgency.weights())
-        # The example-based complaint and intent model, when its examples are installed.
+        # The intent head, when its weights are installed (they ship with triage).
         self.intent = (
             get_intent_model(self.sentiment.encoder)
-            if intent is None and EXAMPLES.is_file()
+            if intent is None and head_installed()
             else intent
         )
         self.vip = {_handle_key(handle) for handle in settings.brand.vip_accounts}
@@ -109,7 +109,8 @@ class Analyzer:
                 vip=_handle_key(item.author_handle) in self.vip if item.author_handle else False,
                 prior_contacts=item.prior_contacts,
                 model_complaint=guess.complaint_probability if guess else None,
-                model_intent=guess.intent if guess else None,
+                model_labels=guess.labels if guess else None,
+                model_urgent=guess.urgent if guess else None,
             )
             outputs.append(AnalysisOutput(language, sentiment, self.scorer.score(signals)))
         return outputs

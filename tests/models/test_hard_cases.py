@@ -158,3 +158,47 @@ def test_latvian_terrible_is_a_complaint_but_terribly_tasty_is_not(analyzer):
 def test_thanks_with_a_solved_problem_stays_praise(analyzer):
     (out,) = _analyze(analyzer, "Thank you so much, my parcel arrived a day early!")
     assert out.urgency.kind == "praise"
+
+
+# What a care lead must never miss, written without the obvious keyword, in every language
+# (models/data/intents: none of these texts is in the training or validation data).
+MUST_ESCALATE = [
+    ("en", "Someone got into my account and changed the email, now they're placing orders"),
+    ("lv", "Kāds ielauzās manā kontā, nomainīja paroli un pasūtīja preces uz svešu adresi"),
+    ("pt", "Entraram na minha conta e fizeram uma compra de R$3.000 que eu nunca fiz"),
+    ("en", "Got an email from you asking for my card PIN to 'verify' my order. Is this legit?"),
+    ("fr", "J'ai reçu un SMS à votre nom qui me demande mon code de carte. C'est vous ?"),
+    ("en", "my dad's heart monitor has been offline since last night, the app says no signal"),
+    (
+        "de",
+        "Heizung seit gestern aus, 14 Grad in der Wohnung und wir haben ein 3 Monate altes Baby",
+    ),
+    (
+        "pl",
+        "Moja 84-letnia mama od dwóch dni siedzi w zimnym mieszkaniu, 13 stopni, nikt nie jedzie",
+    ),
+    ("lv", "Powerbankas akumulators ir uzpūties un kļuvis karsts, baidos to turēt mājās"),
+    ("es", "Mi abogado se pondrá en contacto con ustedes si no me devuelven el dinero esta semana"),
+]
+CALM = [
+    ("en", "Brilliant service, thank you!", ("praise",)),
+    ("es", "Gana 500€ al día desde casa 💰 escríbeme por privado, plazas limitadas", ("spam",)),
+    ("de", "Danke an Jonas vom Support, der hat mein Problem in fünf Minuten gelöst!", ("praise",)),
+]
+
+
+@pytest.mark.parametrize(("lang", "text"), MUST_ESCALATE)
+def test_risks_written_without_the_keyword_are_p1(analyzer, lang, text):
+    (out,) = _analyze(analyzer, text)
+    assert out.urgency.priority == "P1" and out.urgency.escalate, (
+        out.urgency.intents,
+        out.urgency.reasons,
+    )
+
+
+@pytest.mark.parametrize(("lang", "text", "labels"), CALM)
+def test_praise_and_spam_are_never_urgent(analyzer, lang, text, labels):
+    (out,) = _analyze(analyzer, text)
+    assert out.urgency.priority == "P4" and not out.urgency.escalate, out.urgency.reasons
+    assert set(labels) <= set(out.urgency.intents), out.urgency.intents
+    assert out.urgency.kind in ("praise", "spam")

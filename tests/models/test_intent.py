@@ -1,79 +1,91 @@
-"""The example-based complaint and intent model on the real encoder."""
+"""The intent data, the bundled head and what it reads from paraphrases in every language."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from models.intent import EXAMPLES, Example, IntentModel, read_examples
+from models.intent import (
+    HEAD_FILE,
+    LANGUAGES,
+    OUTPUTS,
+    IntentModel,
+    data_files,
+    get_intent_model,
+    read_rows,
+)
+from models.labels import ESCALATING, INTENTS, LABELS, MODIFIERS, PROBLEMS
+from models.sentiment import WEIGHTS_DIR
 
-pytestmark = pytest.mark.model
-
-SMALL = [
-    Example("You charged me twice this month, refund please", "en", True, "billing"),
-    Example("Pobraliście dwa razy opłatę za abonament", "pl", True, "billing"),
-    Example("My parcel is two weeks late and tracking is stuck", "en", True, "delivery"),
-    Example("Paka nie dotarła, kurier zgubił przesyłkę", "pl", True, "delivery"),
-    Example("No mobile data since this morning, is the network down?", "en", True, "outage"),
-    Example("Thank you, the support team was brilliant!", "en", False, "praise"),
-    Example("Dziękuję, świetna obsługa!", "pl", False, "praise"),
-    Example("What are your shop opening hours on Sunday?", "en", False, "question"),
-]
+TRAINING_SECTORS = {
+    "telecom", "e-commerce", "banking", "travel", "utilities", "food-delivery", "saas", "retail",
+    "gaming", "transport",
+}  # fmt: skip
 
 
-def test_neighbours_vote_for_complaint_and_intent_across_languages(encoder):
-    model = IntentModel(encoder, SMALL, neighbours=3)
-    double, thanks, late = model.predict(
-        [
-            "Divreiz noņēmāt naudu par rēķinu!",  # Latvian: no Latvian example at all
-            "Thanks a lot, brilliant help from your team",
-            "Where is my order? Three weeks and still nothing",
-        ]
+def test_a_bad_row_names_its_file_and_line(tmp_path):
+    path = tmp_path / "en.jsonl"
+    good = (
+        '{"text": "ok", "lang": "en", "sector": "retail", "labels": ["praise"], '
+        '"sentiment": "positive", "priority": "P4"}'
     )
-    assert double.intent == "billing" and double.complaint_probability > 0.5
-    assert thanks.intent == "praise" and thanks.complaint_probability < 0.5
-    assert late.intent == "delivery" and late.complaint_probability > 0.5
-    assert 0 < double.similarity <= 1
+    bad = good.replace('"praise"', '"weather"')
+    path.write_text(good + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"en\.jsonl:2: unknown label.*weather"):
+        read_rows([path])
 
 
-def test_bad_example_files_name_the_line(tmp_path):
-    path = tmp_path / "examples.jsonl"
-    path.write_text(
-        '{"text": "ok", "lang": "en", "complaint": false, "intent": "praise"}\n'
-        '{"text": "x", "lang": "en", "complaint": true, "intent": "weather"}\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ValueError, match=r"examples\.jsonl:2: unknown intent 'weather'"):
-        read_examples(path)
+def test_the_training_data_covers_every_label_in_every_language():
+    rows = read_rows(data_files("train"))
+    assert {r.lang for r in rows} == set(LANGUAGES)
+    counts = Counter(label for r in rows for label in r.labels)
+    assert {label: counts[label] for label in LABELS if counts[label] < 150} == {}
+    for lang in LANGUAGES:
+        covered = {label for r in rows if r.lang == lang for label in r.labels}
+        assert covered == set(LABELS), (lang, set(LABELS) - covered)
+    assert {r.sector for r in rows} == TRAINING_SECTORS
+    # The care lead's rule the score follows: anything escalating is P1.
+    assert [r.text for r in rows if ESCALATING & set(r.labels) and r.priority != "P1"] == []
 
 
-@pytest.mark.skipif(not EXAMPLES.is_file(), reason="no bundled intent examples")
-def test_the_bundled_examples_cover_every_language_and_intent():
-    from models.intent import INTENTS
-
-    examples = read_examples()
-    languages = {e.lang for e in examples}
-    assert languages == {"en", "pl", "lv", "pt", "es", "de", "fr"}
-    for language in languages:
-        covered = {e.intent for e in examples if e.lang == language}
-        assert covered == set(INTENTS), (language, set(INTENTS) - covered)
+def test_the_validation_set_is_other_sectors_and_other_texts():
+    train = read_rows(data_files("train"))
+    validation = read_rows(data_files("validation"))
+    assert {r.lang for r in validation} == set(LANGUAGES)
+    assert not {r.sector for r in validation} & TRAINING_SECTORS
+    seen = {r.text.casefold() for r in train}
+    assert [r.text for r in validation if r.text.casefold() in seen] == []
 
 
-def test_complaint_head_and_neighbours_vote_both_work(encoder):
-    texts = ["Pobraliście mi dwa razy opłatę!", "Dziękuję za pomoc, super obsługa"]
-    head = IntentModel(encoder, SMALL, neighbours=3)
-    vote = IntentModel(encoder, SMALL, neighbours=3, l2=None)
-    for model in (head, vote):
-        charged, thanks = model.predict(texts)
-        assert charged.complaint_probability > 0.5 > thanks.complaint_probability
-    # The head is a smooth probability; the vote of 3 neighbours is a weighted share.
-    assert head._head is not None and vote._head is None
+def test_the_taxonomy_is_consistent():
+    assert set(MODIFIERS) <= set(LABELS) and set(INTENTS) <= set(LABELS)
+    assert set(LABELS) >= ESCALATING and set(INTENTS) >= PROBLEMS
+    assert {"question", "praise", "feedback", "spam"}.isdisjoint(PROBLEMS)
 
 
-def test_the_validation_set_is_not_in_the_examples():
-    from models.tune_intent import VALIDATION
+@pytest.fixture(scope="module")
+def intents(encoder) -> IntentModel:
+    return get_intent_model(encoder)
 
-    examples = {e.text.casefold() for e in read_examples()}
-    validation = read_examples(VALIDATION)
-    assert len(validation) >= 140
-    assert {e.lang for e in validation} == {"en", "pl", "lv", "pt", "es", "de", "fr"}
-    assert not [e.text for e in validation if e.text.casefold() in examples]
+
+@pytest.mark.model
+def test_the_bundled_head_matches_the_taxonomy_and_the_encoder(intents, encoder):
+    assert (WEIGHTS_DIR / HEAD_FILE).is_file()
+    assert intents.meta["encoder"] == encoder.version
+    assert set(intents.meta["thresholds"]) == set(OUTPUTS)
+    assert all(0 < t < 1 for t in intents.meta["thresholds"].values())
+
+
+@pytest.mark.model
+def test_a_head_trained_on_another_encoder_is_refused(tmp_path, encoder):
+    import json
+    import shutil
+
+    head = tmp_path / HEAD_FILE
+    shutil.copy(WEIGHTS_DIR / HEAD_FILE, head)
+    meta = json.loads((WEIGHTS_DIR / HEAD_FILE).with_suffix(".json").read_text())
+    meta["encoder"] = "some-other-encoder@0"
+    head.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="trained on some-other-encoder@0"):
+        IntentModel(encoder, str(head))

@@ -19,6 +19,8 @@ FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "feedback", "praise")
 # Intents answered only with a holding reply, in this order, and how the note names them.
 HOLDING = {"legal": "legal threat", "press": "press inquiry"}
+# Intents of the taxonomy (models/labels.py) answered with another intent's templates.
+TEMPLATE_OF = {"account_takeover": "security", "phishing": "security", "fraud": "security"}
 # When a mention has several intents, the riskiest decides the next step offered.
 NEXT_STEP_ORDER = {
     name: rank
@@ -146,7 +148,8 @@ def render_draft(request: DraftRequest) -> DraftText:
         )
         language = FALLBACK_LANGUAGE
     templates = with_register(templates, request.register)
-    holding = next((i for i in HOLDING if i in request.intents), None)
+    intents = tuple(dict.fromkeys(TEMPLATE_OF.get(i, i) for i in request.intents))
+    holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
         text = templates["holding"][holding].format(
@@ -161,7 +164,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             note=f"{note} {lead}" if note else lead,
         )
     next_steps: dict[str, str] = templates["next_steps"]
-    ranked = sorted(request.intents, key=lambda i: NEXT_STEP_ORDER.get(i, len(NEXT_STEP_ORDER)))
+    ranked = sorted(intents, key=lambda i: NEXT_STEP_ORDER.get(i, len(NEXT_STEP_ORDER)))
     step_key = next((i for i in ranked if i in next_steps), "default")
     values = {
         "name": first_name(request.author_name, request.author_handle),
@@ -202,7 +205,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         rules = request.rules
         if rules is None or rules.length(longer) <= rules.max_length:
             text = longer
-    if "safety" in request.intents:
+    if "safety" in intents:
         lead = "Safety risk: a lead should approve this reply."
         note = f"{note} {lead}" if note else lead
     return DraftText(
