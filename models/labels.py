@@ -33,9 +33,10 @@ ESCALATING = frozenset(
     {"account_takeover", "phishing", "fraud", "safety", "legal", "press", "vulnerable"}
 )
 # Money or access that hurts now: a complaint about one of these is at least P2.
-SERIOUS = frozenset(
-    {"billing", "refund", "login", "outage", "churn", "privacy", "accessibility"}
-) | ESCALATING
+SERIOUS = (
+    frozenset({"billing", "refund", "login", "outage", "churn", "privacy", "accessibility"})
+    | ESCALATING
+)
 # What each label adds to the urgency score, before the cap on all intents together.
 POINTS: dict[str, float] = {
     "account_takeover": 40,
