@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from models.encoder import BUNDLED
-from models.labels import INTENTS, LABELS, MODIFIERS, PROBLEMS
+from models.labels import INTENTS, LABELS, MODIFIERS
 from models.sentiment import WEIGHTS_DIR, head_logits, read_layers
 
 DATA_DIR = Path(__file__).parent / "data" / "intents"
@@ -28,7 +28,9 @@ HEAD_FILE = "intent_head.safetensors"
 # Beside the labels the head says whether a care lead would rank the mention P1 or P2: how bad
 # it is within its intent ("the lid broke, no big deal" against "the dishwasher floods").
 URGENT = "urgent"
-OUTPUTS: tuple[str, ...] = (*LABELS, URGENT)
+# And whether it reports a problem at all (any problem intent): the complaint probability.
+COMPLAINT = "complaint"
+OUTPUTS: tuple[str, ...] = (*LABELS, URGENT, COMPLAINT)
 LANGUAGES = ("en", "pl", "lv", "pt", "es", "de", "fr")
 SENTIMENTS = ("negative", "neutral", "positive")
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -92,10 +94,8 @@ class IntentResult:
     urgent_probability: float = 0.0
     urgent: bool = False
 
-    @property
-    def complaint_probability(self) -> float:
-        """How likely the mention reports a problem: its likeliest problem intent."""
-        return max(self.probabilities[label] for label in PROBLEMS)
+    # How likely the mention reports a problem (any problem intent), from its own output.
+    complaint_probability: float = 0.0
 
     @property
     def intents(self) -> tuple[str, ...]:
@@ -145,6 +145,7 @@ class IntentModel:
                     labels=tuple(LABELS[i] for i in over),
                     urgent_probability=float(row[n]),
                     urgent=bool(row[n] >= self.thresholds[n]),
+                    complaint_probability=float(row[n + 1]),
                 )
             )
         return results

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.intent import HEAD_FILE, OUTPUTS, URGENT, Row, data_files, read_rows
-from models.labels import ESCALATING, LABELS
+from models.intent import COMPLAINT, HEAD_FILE, OUTPUTS, URGENT, Row, data_files, read_rows
+from models.labels import ESCALATING, LABELS, PROBLEMS
 from models.sentiment import WEIGHTS_DIR, head_logits
 
 logger = logging.getLogger("models.train_intent")
@@ -69,12 +69,13 @@ def strip_diacritics(text: str) -> str:
 
 
 def label_matrix(rows: Sequence[Row]) -> np.ndarray:
-    """One column per label, and a last one: a care lead would rank it P1 or P2."""
+    """One column per label, then: a care lead would rank it P1 or P2; it reports a problem."""
     y = np.zeros((len(rows), len(OUTPUTS)), dtype=np.float32)
     for i, row in enumerate(rows):
         for label in row.labels:
             y[i, LABELS.index(label)] = 1.0
-        y[i, -1] = float(row.priority in ("P1", "P2"))
+        y[i, OUTPUTS.index(URGENT)] = float(row.priority in ("P1", "P2"))
+        y[i, OUTPUTS.index(COMPLAINT)] = float(bool(PROBLEMS & set(row.labels)))
     return y
 
 
@@ -178,7 +179,9 @@ def scores(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str
         if (y[:, j] > 0.5).any()
     }
     out["macro"] = round(float(np.mean(list(out.values()))), 1) if out else 0.0
-    out[URGENT] = round(100 * f_beta(y[:, -1] > 0.5, pred[:, -1]), 1)
+    for name in (URGENT, COMPLAINT):
+        j = OUTPUTS.index(name)
+        out[name] = round(100 * f_beta(y[:, j] > 0.5, pred[:, j]), 1)
     return out
 
 
