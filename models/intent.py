@@ -21,7 +21,7 @@ import numpy as np
 
 from models.encoder import BUNDLED
 from models.labels import INTENTS, LABELS, MODIFIERS
-from models.sentiment import WEIGHTS_DIR, head_logits, read_layers
+from models.sentiment import WEIGHTS_DIR, check_encoder, head_logits, read_layers
 
 DATA_DIR = Path(__file__).parent / "data" / "intents"
 HEAD_FILE = "intent_head.safetensors"
@@ -117,14 +117,7 @@ class IntentModel:
             raise ValueError(f"{path} is not a head for the labels of models/intent.py")
         if self._layers[-1][0].shape[0] != len(OUTPUTS):
             raise ValueError(f"{path} has {self._layers[-1][0].shape[0]} outputs")
-        if self._layers[0][0].shape[1] != encoder.dim:
-            raise ValueError(
-                f"head expects {self._layers[0][0].shape[1]}-dim embeddings, "
-                f"encoder {encoder.version} gives {encoder.dim}"
-            )
-        trained_on = self.meta.get("encoder")
-        if trained_on and trained_on != encoder.version:
-            raise ValueError(f"intent head was trained on {trained_on}, not {encoder.version}")
+        check_encoder(self._layers, self.meta, encoder)
         thresholds = self.meta.get("thresholds") or {}
         self.thresholds = np.array([float(thresholds.get(label, 0.5)) for label in OUTPUTS])
         self.version = f"intent@{digest[:12]}"

@@ -75,6 +75,19 @@ def read_layers(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[s
     return layers, meta, digest
 
 
+def check_encoder(layers: Sequence[tuple[np.ndarray, ...]], meta: dict[str, Any], encoder) -> None:
+    """ValueError unless the head reads this encoder's embeddings (its size and version)."""
+    if layers[0][0].shape[1] != encoder.dim:
+        raise ValueError(
+            f"head expects {layers[0][0].shape[1]}-dim embeddings, "
+            f"encoder {encoder.version} gives {encoder.dim}"
+        )
+    trained_on = meta.get("encoder")
+    if trained_on and trained_on != encoder.version:
+        # A head only makes sense on the embeddings it was trained on; refuse silent misuse.
+        raise ValueError(f"head was trained on {trained_on}, not {encoder.version}")
+
+
 def _load_head(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any], str]:
     layers, meta, digest = read_layers(path)
     if tuple(meta.get("labels", LABELS)) != LABELS or layers[-1][0].shape[0] != len(LABELS):
@@ -89,15 +102,7 @@ class SentimentModel:
         path = WEIGHTS_DIR / HEAD_FILE if head == BUNDLED else Path(head)
         self.encoder = encoder
         self._layers, self.meta, digest = _load_head(path)
-        if self._layers[0][0].shape[1] != encoder.dim:
-            raise ValueError(
-                f"head expects {self._layers[0][0].shape[1]}-dim embeddings, "
-                f"encoder {encoder.version} gives {encoder.dim}"
-            )
-        trained_on = self.meta.get("encoder")
-        if trained_on and trained_on != encoder.version:
-            # A head only makes sense on the embeddings it was trained on; refuse silent misuse.
-            raise ValueError(f"head was trained on {trained_on}, not {encoder.version}")
+        check_encoder(self._layers, self.meta, encoder)
         head_id = "sentiment" if head == BUNDLED else path.stem
         self.version = f"{encoder.version}+{head_id}@{digest[:12]}"
 

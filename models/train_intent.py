@@ -26,6 +26,7 @@ import numpy as np
 from models.intent import COMPLAINT, HEAD_FILE, OUTPUTS, URGENT, Row, data_files, read_rows
 from models.labels import ESCALATING, LABELS, PROBLEMS
 from models.sentiment import WEIGHTS_DIR, head_logits
+from models.train_sentiment import fold_standardisation, head_module
 
 logger = logging.getLogger("models.train_intent")
 
@@ -95,17 +96,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: HeadConfig, seed: int = SEED) -> list
 
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
-    dim = x.shape[1]
-    if cfg.hidden:
-        model = torch.nn.Sequential(
-            torch.nn.Dropout(cfg.dropout),
-            torch.nn.Linear(dim, cfg.hidden),
-            torch.nn.GELU(),
-            torch.nn.Dropout(cfg.dropout),
-            torch.nn.Linear(cfg.hidden, len(OUTPUTS)),
-        )
-    else:
-        model = torch.nn.Sequential(torch.nn.Linear(dim, len(OUTPUTS)))
+    model = head_module(x.shape[1], cfg.hidden, cfg.dropout, len(OUTPUTS))
     # Unit-length embeddings vary little per dimension: standardise, then fold it into layer 0.
     mean, std = xt.mean(0), xt.std(0).clamp(min=1e-6)
     xt = (xt - mean) / std
@@ -126,10 +117,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: HeadConfig, seed: int = SEED) -> list
     model.eval()
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     layers = [(m.weight.detach().double(), m.bias.detach().double()) for m in linears]
-    w0, b0 = layers[0]
-    w0s = w0 / std.double()
-    layers[0] = (w0s, b0 - w0s @ mean.double())
-    return [(w.float().numpy(), b.float().numpy()) for w, b in layers]
+    return fold_standardisation(layers, mean, std)
 
 
 def probabilities(layers: Sequence[tuple], emb: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -265,10 +266,30 @@ def train_head(train: Split, cfg: HeadConfig, seed: int = SEED) -> list[tuple[np
         second_w = torch.cat([m[1][0] for m in members], dim=1) / len(members)
         second_b = torch.stack([m[1][1] for m in members]).mean(0)
         layers = [first, (second_w, second_b)]
-    # Fold the standardisation into the first layer so inference takes raw embeddings.
+    return fold_standardisation(layers, mean, std)
+
+
+def head_module(dim: int, hidden: int, dropout: float, outputs: int) -> Any:
+    """The trainable head: linear, or one GELU hidden layer with dropout around it."""
+    import torch
+
+    if not hidden:
+        return torch.nn.Sequential(torch.nn.Linear(dim, outputs))
+    return torch.nn.Sequential(
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(dim, hidden),
+        torch.nn.GELU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, outputs),
+    )
+
+
+def fold_standardisation(layers: list, mean: Any, std: Any) -> list[tuple[np.ndarray, ...]]:
+    """(weight, bias) per layer as float32 arrays, with the input standardisation folded into
+    the first layer so that inference takes raw embeddings."""
     w0, b0 = layers[0]
     w0s = w0 / std.double()
-    layers[0] = (w0s, b0 - w0s @ mean.double())
+    layers = [(w0s, b0 - w0s @ mean.double()), *layers[1:]]
     return [(wt.float().numpy(), bs.float().numpy()) for wt, bs in layers]
 
 
@@ -277,17 +298,7 @@ def _fit_one(x, y, w, cfg: HeadConfig, seed: int) -> list[tuple]:  # torch tenso
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    dim = x.shape[1]
-    if cfg.hidden:
-        model = torch.nn.Sequential(
-            torch.nn.Dropout(cfg.dropout),
-            torch.nn.Linear(dim, cfg.hidden),
-            torch.nn.GELU(),
-            torch.nn.Dropout(cfg.dropout),
-            torch.nn.Linear(cfg.hidden, len(LABELS)),
-        )
-    else:
-        model = torch.nn.Sequential(torch.nn.Linear(dim, len(LABELS)))
+    model = head_module(x.shape[1], cfg.hidden, cfg.dropout, len(LABELS))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)

@@ -160,30 +160,14 @@ class Notifier:
                 type(exc).__name__,
                 exc,
             )
-        plain = CardView(
-            case_id=case.id or 0,
-            priority=analysis.priority,
-            urgency=analysis.urgency,
-            source=mention.source,
-            platform=mention.platform,
-            text=mention.text,
-            url=mention.url,
-            language=analysis.language,
-            sentiment=analysis.sentiment,
-            confidence=0.0,
-            reasons=[],
-            author_name=mention.author_name,
-            author_handle=mention.author_handle,
-        )
+        plain = replace(self._base_view(case, mention, analysis), confidence=0.0, reasons=[])
         lines = [card_text(plain), *(line for line in (status_line, outcome) if line)]
         lines.append(f"_(case {case.id}: the full card could not be built; see the triage log)_")
         return {"text": "\n".join(lines)}
 
-    def card_view(
-        self, case: Case, mention: Mention, analysis: Analysis, draft: Draft | None
-    ) -> CardView:
-        """What the card of a case shows, including what its platform allows for a reply."""
-        rules, cannot_reply = self.reply_info(mention.source)
+    @staticmethod
+    def _base_view(case: Case, mention: Mention, analysis: Analysis) -> CardView:
+        """The card's fields that come straight from the stored rows (all the fallback needs)."""
         return CardView(
             case_id=case.id or 0,
             priority=analysis.priority,
@@ -198,6 +182,15 @@ class Notifier:
             reasons=list(analysis.reasons or []),
             author_name=mention.author_name,
             author_handle=mention.author_handle,
+        )
+
+    def card_view(
+        self, case: Case, mention: Mention, analysis: Analysis, draft: Draft | None
+    ) -> CardView:
+        """What the card of a case shows, including what its platform allows for a reply."""
+        rules, cannot_reply = self.reply_info(mention.source)
+        return replace(
+            self._base_view(case, mention, analysis),
             author_reach=mention.author_reach,
             rating=mention.rating,
             title=mention.title,
