@@ -6,6 +6,7 @@ short reason an agent reads. Cue lists live in models/cues/<lang>.toml.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -37,6 +38,8 @@ SARCASM_FLOOR = 0.6
 # Negation flips these only: "not bad", "not happy". "not working" stays a complaint.
 NEGATABLE_INTENTS = frozenset({"anger", "praise"})
 NEGATION_WINDOW = 3
+# At most this many details named in one reason ("vulnerable: a baby or child, in the cold").
+MAX_DETAILS = 2
 # Fewer words than this and the intent head's labels are not used.
 MIN_MODEL_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -103,10 +106,20 @@ class Intent:
 
 
 @dataclass(frozen=True, slots=True)
+class Detail:
+    """What a found label is about in particular ("a baby or child"), named in its reason."""
+
+    label: str
+    phrase: str
+    patterns: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CueSet:
     language: str
     intents: tuple[Intent, ...]
     negations: tuple[re.Pattern[str], ...]
+    details: tuple[Detail, ...] = ()
 
 
 def normalise(text: str) -> str:
@@ -143,7 +156,12 @@ def load_cues(language: str, cues_dir: Path = CUES_DIR) -> CueSet | None:
         for name, spec in data.get("intents", {}).items()
     )
     negations = tuple(cue_pattern(cue) for cue in data.get("negation", {}).get("cues", []))
-    return CueSet(language=language, intents=intents, negations=negations)
+    details = tuple(
+        Detail(label, phrase, tuple(cue_pattern(cue) for cue in cues if cue.strip()))
+        for label, phrases in data.get("details", {}).items()
+        for phrase, cues in phrases.items()
+    )
+    return CueSet(language=language, intents=intents, negations=negations, details=details)
 
 
 def available_languages(cues_dir: Path = CUES_DIR) -> list[str]:
@@ -185,6 +203,16 @@ class UrgencyScorer:
                         break
         return list(found.values())
 
+    def match_details(self, text: str, language: str, label: str) -> list[str]:
+        """The details of `label` whose words occur in the text ("a baby or child"), in order."""
+        normal = normalise(text)
+        found: dict[str, None] = {}
+        for cue_set in self._cue_sets(language):
+            for detail in cue_set.details:
+                if detail.label == label and any(p.search(normal) for p in detail.patterns):
+                    found[detail.phrase] = None
+        return list(found)[:MAX_DETAILS]
+
     def score(self, signals: Signals) -> UrgencyResult:
         w = self.weights
         findings, cue_signals = self._findings(signals)
@@ -218,7 +246,7 @@ class UrgencyScorer:
         for finding in weighted:
             points.append((intent_points * finding.points / total, finding.reason))
         if "vulnerable" in names:
-            points.append((w.vulnerable, REASONS["vulnerable"]))
+            points.append((w.vulnerable, _reason(findings, "vulnerable")))
         if "repeat_contact" in names:
             points.append((w.stated_repeat, _reason(findings, "repeat_contact")))
         # Facts outside the words: what they rated, who wrote, how many saw it, how often.
@@ -310,7 +338,15 @@ class UrgencyScorer:
                 from_model=known is not None,
                 from_cue=True,
             )
-        return list(found.values()), cue_signals
+        return [self._detailed(f, signals) for f in found.values()], cue_signals
+
+    def _detailed(self, finding: Finding, signals: Signals) -> Finding:
+        """The finding with what in particular it is about added to its reason, when the
+        words say it: "vulnerable person involved: a baby or child, no heating in the cold"."""
+        details = self.match_details(signals.text, signals.language, finding.name)
+        if not details:
+            return finding
+        return dataclasses.replace(finding, reason=f"{finding.reason}: {', '.join(details)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,16 @@ def test_charged_twice_is_a_billing_complaint_in_every_language(scorer, language
 @pytest.mark.parametrize(
     ("language", "text", "reason"),
     [
-        ("pl", "Zgłaszam sprawę do UOKiK", "escalate: legal threat"),
-        ("en", "My battery is swelling and the phone is smoking", "escalate: safety risk"),
+        (
+            "pl",
+            "Zgłaszam sprawę do UOKiK",
+            "escalate: legal threat: a regulator or ombudsman",
+        ),
+        (
+            "en",
+            "My battery is swelling and the phone is smoking",
+            "escalate: safety risk: fire, smoke or sparks, overheating or a battery",
+        ),
         (
             "en",
             "Someone hacked my account and did a SIM swap",
@@ -135,3 +143,57 @@ def test_a_suggestion_is_feedback_at_p4(scorer, language, text):
 def test_a_suggestion_inside_a_complaint_stays_a_complaint(scorer):
     text = "You charged me twice. It would be great if you checked your billing"
     assert _score(scorer, text, p_negative=0.8).kind == "complaint"
+
+
+def test_a_reason_names_who_is_at_risk_and_what_the_takeover_did(scorer):
+    cold = _score(
+        scorer,
+        "Heating down since Sunday, 14°C in the flat and we have a 3-month-old",
+        p_negative=0.9,
+        model_labels=("outage", "vulnerable"),
+        model_complaint=0.9,
+        model_urgent=True,
+    )
+    assert cold.priority == "P1"
+    assert "escalate: vulnerable person involved: a baby or child, no heating in the cold" in (
+        cold.reasons
+    )
+    takeover = _score(
+        scorer,
+        "Someone got into my account and changed the email, they're placing orders",
+        p_negative=0.9,
+        model_labels=("account_takeover",),
+        model_complaint=0.9,
+        model_urgent=True,
+    )
+    assert takeover.reasons[0] == (
+        "escalate: account taken over by someone else: orders placed, login details changed"
+    )
+
+
+def test_details_only_explain_a_label_already_found(scorer):
+    # "baby" alone adds no vulnerable label; a found label without detail words keeps its reason.
+    result = _score(scorer, "The baby monitor app looks great in dark mode", p_positive=0.9)
+    assert "vulnerable" not in result.intents
+    assert not any("a baby or child" in reason for reason in result.reasons)
+    plain = _score(
+        scorer,
+        "Someone is in my account, I did not do this",
+        p_negative=0.9,
+        model_labels=("account_takeover",),
+        model_complaint=0.9,
+        model_urgent=True,
+    )
+    assert plain.reasons[0] == "escalate: account taken over by someone else"
+
+
+def test_every_language_details_the_same_labels_with_the_english_phrases():
+    from models.urgency import available_languages, load_cues
+
+    english = {(d.label, d.phrase) for d in load_cues("en").details}
+    assert english
+    for language in available_languages():
+        details = load_cues(language).details
+        assert details, language
+        assert {(d.label, d.phrase) for d in details} <= english, language
+        assert all(d.patterns for d in details), language
