@@ -1,9 +1,12 @@
-"""Fine-tune the encoder for sentiment with LoRA adapters: `python -m models.train_adapter`.
+"""Fine-tune the encoder with LoRA adapters: `python -m models.train_adapter`.
 
-Low-rank updates on every layer's attention and feed-forward weights, trained jointly with a
-throw-away linear head on the training splits, chosen on the validation splits (never the
-benchmarks). The result is a small safetensors file the encoder merges into its weights at load;
-the shipped sentiment head is then retrained on the adapted embeddings (models.train_sentiment).
+Low-rank updates on every layer's attention and feed-forward weights, trained jointly with
+throw-away linear heads: sentiment on the training splits and, with `--intent-weight` above 0,
+the intents (and sentiment) of the hand-written care mentions of models/data/intents/train, so
+that one pass of the encoder serves both heads. Chosen on the validation splits and
+models/data/intents/validation (never the benchmarks). The result is a small safetensors file
+the encoder merges into its weights at load; the shipped heads are then retrained on the adapted
+embeddings (models.train_sentiment, models.train_intent).
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from models.encoder import ADAPTER_FILE, ADAPTER_META, ADAPTER_TARGETS, QUERY_PREFIX
+from models.intent import OUTPUTS, data_files, read_rows
+from models.labels import LABELS as INTENT_LABELS
 from models.metrics import macro_f1
 from models.sentiment import LABELS, WEIGHTS_DIR
+from models.train_intent import label_matrix
 from models.train_sentiment import (
     BRAND_EXAMPLES,
     DEFAULT_SHARED,
     SEED,
+    care_split,
     class_balanced,
     concat,
     ltec_split,
@@ -74,6 +81,15 @@ def adapter_state(wrapped: list) -> dict:
     return state
 
 
+def intent_targets(rows: int, care_y: np.ndarray, repeat: int) -> np.ndarray:
+    """One row of intent targets per training row: the care mentions' labels for the last
+    `repeat` blocks (where the care rows sit), NaN (no intent loss) for every other row."""
+    out = np.full((rows, care_y.shape[1]), np.nan, dtype=np.float32)
+    if repeat:
+        out[rows - len(care_y) * repeat :] = np.tile(care_y, (repeat, 1))
+    return out
+
+
 def batches(lengths: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled batches of rows of similar length (little padding), in random order."""
     order = rng.permutation(len(lengths))
@@ -98,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--evals", type=int, default=6, help="validation checks over the run")
     parser.add_argument("--limit", type=int, help="train on the first N rows (smoke runs)")
+    parser.add_argument(
+        "--intent-weight",
+        type=float,
+        default=0.0,
+        help="weight of the care mentions' intent loss (0: sentiment only, as before)",
+    )
+    parser.add_argument(
+        "--care-repeat", type=int, default=2, help="times each care mention is in an epoch"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -115,10 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     umsab_val = read_jsonl(training / "xlmt-umsab-sentiment/val.jsonl", "umsab-val")
     # The same stratified 10% LTEC holdout models.train_sentiment tunes on.
     ltec_fit, ltec_val = ltec_split(ltec)
-    train = concat("train", [umsab, ltec_fit, brand])
+    parts = [umsab, ltec_fit, brand]
+    care_rows = read_rows(data_files("train")) if args.intent_weight > 0 else []
+    care_y = label_matrix(care_rows)
+    if care_rows:
+        parts += [care_split("train")] * args.care_repeat
+    train = concat("train", parts)
+    intent_y = intent_targets(len(train.texts), care_y, args.care_repeat if care_rows else 0)
     if args.limit:
-        train = train.subset(rng.permutation(len(train.texts))[: args.limit], "train")
+        keep = rng.permutation(len(train.texts))[: args.limit]
+        train, intent_y = train.subset(keep, "train"), intent_y[keep]
     vals = [umsab_val, ltec_val]
+    care_val = care_split("validation") if care_rows else None
+    care_val_y = label_matrix(read_rows(data_files("validation"))) if care_rows else None
 
     encoder = Encoder(adapter=None, precision="fp32")
     model = encoder._model
@@ -126,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrapped = add_lora(model, args.rank, args.alpha)
     head = torch.nn.Linear(encoder.dim, len(LABELS))
     scale = torch.nn.Parameter(torch.tensor(20.0))  # unit vectors need a temperature
+    intent_head = torch.nn.Linear(encoder.dim, len(OUTPUTS))
+    positives = np.clip(care_y.sum(0), 1.0, None)
+    pos_weight = torch.from_numpy(
+        np.sqrt(np.clip((len(care_y) - positives) / positives, 1.0, 10.0)).astype(np.float32)
+    )
 
     def encode(texts: list[str], train_mode: bool):
         enc = tok(
@@ -141,30 +180,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
+    def embed_all(texts: list[str]):
+        order = np.argsort([len(t) for t in texts])
+        out = torch.zeros((len(texts), encoder.dim))
+        for a in range(0, len(order), 64):
+            idx = order[a : a + 64]
+            out[idx] = encode([texts[i] for i in idx], False)
+        return out
+
     def evaluate() -> tuple[float, dict[str, float]]:
         parts: dict[str, float] = {}
         with torch.inference_mode():
             for split in vals:
-                order = np.argsort([len(t) for t in split.texts])
-                pred = np.zeros(len(split.texts), dtype=np.int64)
-                for a in range(0, len(order), 64):
-                    idx = order[a : a + 64]
-                    logits = head(encode([split.texts[i] for i in idx], False) * scale)
-                    pred[idx] = logits.argmax(1).numpy()
+                pred = head(embed_all(split.texts) * scale).argmax(1).numpy()
                 if split.name == "umsab-val":
                     parts.update(per_language(split, pred))
                 else:
                     parts[split.name] = round(100 * macro_f1(split.labels, pred, len(LABELS)), 1)
-        return float(np.mean(list(parts.values()))), parts
+            score = float(np.mean(list(parts.values())))
+            if care_val is None or care_val_y is None:
+                return score, parts
+            emb = embed_all(care_val.texts)
+            sentiment = per_language(care_val, head(emb * scale).argmax(1).numpy())
+            found = torch.sigmoid(intent_head(emb * scale)).numpy() >= 0.5
+            truth = care_val_y > 0.5
+            f1 = [
+                2 * (t & f).sum() / max(1, t.sum() + f.sum())
+                for t, f in zip(truth.T[: len(INTENT_LABELS)], found.T, strict=False)
+                if t.any()
+            ]
+            parts["care-sentiment"] = round(float(np.mean(list(sentiment.values()))), 1)
+            parts["care-intents"] = round(100 * float(np.mean(f1)), 1)
+        # Half the public sentiment splits, half the care mentions (sentiment and intents).
+        care = (parts["care-sentiment"] + parts["care-intents"]) / 2
+        return (score + care) / 2, parts
 
     lengths = np.array([len(tok(t)["input_ids"]) for t in train.texts])
     weights = torch.from_numpy(class_balanced(train.labels, train.weights))
     labels = torch.from_numpy(train.labels)
+    targets = torch.from_numpy(intent_y)
     params = [p for _, m in wrapped for p in (m.a, m.b)]
+    heads = [*head.parameters(), scale, *intent_head.parameters()]
     opt = torch.optim.AdamW(
         [
             {"params": params, "lr": args.lr, "weight_decay": 0.01},
-            {"params": [*head.parameters(), scale], "lr": 5 * args.lr, "weight_decay": 0.0},
+            {"params": heads, "lr": 5 * args.lr, "weight_decay": 0.0},
         ]
     )
     per_epoch = math.ceil(len(train.texts) / args.batch)
@@ -180,9 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not queue:
             queue = batches(lengths, args.batch, rng)
         idx = queue.pop()
-        logits = head(encode([train.texts[i] for i in idx], True) * scale)
-        loss = torch.nn.functional.cross_entropy(logits, labels[idx], reduction="none")
+        pooled = encode([train.texts[i] for i in idx], True) * scale
+        loss = torch.nn.functional.cross_entropy(head(pooled), labels[idx], reduction="none")
         loss = (loss * weights[idx]).sum() / weights[idx].sum()
+        cared = ~torch.isnan(targets[idx][:, 0])
+        if args.intent_weight > 0 and cared.any():
+            loss = loss + args.intent_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                intent_head(pooled[cared]), targets[idx][cared], pos_weight=pos_weight
+            )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -214,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch": args.batch,
             "max_length": args.max_length,
             "rows": len(train.texts),
-            "data": "UMSAB train (8 languages), LTEC train minus a 10% holdout, brand examples",
+            "data": "UMSAB train (8 languages), LTEC train minus a 10% holdout, brand examples"
+            + (f", care mentions x{args.care_repeat} (sentiment and intents)" if care_rows else ""),
+            "intent_weight": args.intent_weight,
         },
         "validation": {"score": round(score, 2), **parts},
     }

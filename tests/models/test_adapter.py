@@ -71,3 +71,16 @@ def test_batches_cover_every_row_once_grouped_by_length():
     rows = sorted(int(i) for batch in out for i in batch)
     assert rows == list(range(8))
     assert all(np.ptp(lengths[batch]) <= 1 for batch in out)
+
+
+def test_intent_targets_sit_on_the_care_rows_only():
+    import numpy as np
+
+    from models.train_adapter import intent_targets
+
+    care = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    out = intent_targets(7, care, repeat=2)
+    assert out.shape == (7, 3)
+    assert np.isnan(out[:3]).all()  # the sentiment-only rows get no intent loss
+    assert (out[3:5] == care).all() and (out[5:] == care).all()
+    assert np.isnan(intent_targets(4, care, repeat=0)).all()
