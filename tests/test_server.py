@@ -50,8 +50,16 @@ def client(engine):
     return TestClient(create_app(_settings(engine), engine))
 
 
-def _post(client, body: bytes, *, age: int = 0, secret: str = SECRET, name: str = "zapier"):
-    stamp = str(int(time.time()) - age)
+def _post(
+    client,
+    body: bytes,
+    *,
+    age: int = 0,
+    secret: str = SECRET,
+    name: str = "zapier",
+    at: int | None = None,
+):
+    stamp = str((int(time.time()) if at is None else at) - age)
     headers = {
         "X-Triage-Timestamp": stamp,
         "X-Triage-Signature": "sha256=" + sign(secret.encode(), stamp, body),
@@ -78,9 +86,11 @@ REVIEW = {
 
 def test_a_signed_delivery_is_stored_once_and_marks_the_webhook_healthy(client, engine):
     body = json.dumps({"mentions": [REVIEW]}).encode()
-    first = _post(client, body)
+    now = int(time.time())
+    first = _post(client, body, at=now)
     assert first.status_code == 202 and first.json() == {"received": 1, "new": 1}
-    again = _post(client, body, age=1)  # a redelivery is signed afresh
+    # A redelivery is signed afresh (another timestamp, whatever second the clock has reached).
+    again = _post(client, body, at=now - 1)
     assert again.json() == {"received": 1, "new": 0}
 
     [mention] = _stored(engine)
