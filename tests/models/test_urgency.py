@@ -201,23 +201,18 @@ def test_every_language_details_the_same_labels_with_the_english_phrases():
 
 def test_a_model_only_escalation_needs_the_heads_own_sense_of_urgency(scorer):
     rude = "The waiter called us names and slammed the plates down, what an attitude"
-    calm = _score(
-        scorer,
-        rude,
-        p_negative=0.95,
-        model_labels=("safety", "service"),
-        model_complaint=0.9,
-        model_urgent=False,
+    calm, urgent = (
+        _score(
+            scorer,
+            rude,
+            p_negative=0.95,
+            model_labels=("safety", "service"),
+            model_complaint=0.9,
+            model_urgent=head_says_urgent,
+        )
+        for head_says_urgent in (False, True)
     )
     assert not calm.escalate and calm.priority == "P3"
-    urgent = _score(
-        scorer,
-        rude,
-        p_negative=0.95,
-        model_labels=("safety", "service"),
-        model_complaint=0.9,
-        model_urgent=True,
-    )
     assert urgent.escalate and urgent.priority == "P1"
     # A cue names the risk in words: it escalates whatever the head thinks.
     cued = _score(
