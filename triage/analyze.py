@@ -111,6 +111,7 @@ class Analyzer:
                 model_complaint=guess.complaint_probability if guess else None,
                 model_labels=guess.labels if guess else None,
                 model_urgent=guess.urgent if guess else None,
+                model_probabilities=guess.probabilities if guess else None,
             )
             outputs.append(AnalysisOutput(language, sentiment, self.scorer.score(signals)))
         return outputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.labels import LABELS
 from models.urgency import Signals, UrgencyScorer
 
 
@@ -224,3 +225,31 @@ def test_a_model_only_escalation_needs_the_heads_own_sense_of_urgency(scorer):
         model_urgent=False,
     )
     assert cued.escalate and cued.priority == "P1"
+
+
+def test_the_head_rules_out_a_cue_word_read_out_of_context(scorer):
+    def probabilities(**given: float) -> dict[str, float]:
+        return {label: given.get(label, 0.01) for label in LABELS}
+
+    text = "Checked it for the third time: question 23 is still marked wrong"
+    assert "repeat_contact" in _score(scorer, text).intents  # the cue alone
+    ruled_out = _score(
+        scorer, text, model_complaint=0.9, model_probabilities=probabilities(defect=0.9)
+    )
+    assert "repeat_contact" not in ruled_out.intents
+    agreed = _score(
+        scorer, text, model_complaint=0.9, model_probabilities=probabilities(repeat_contact=0.3)
+    )
+    assert "repeat_contact" in agreed.intents
+    # A problem word stands while the head sees a problem at all, only not which one.
+    charged = "You charged me twice this month"
+    sees_problem = _score(scorer, charged, model_complaint=0.6, model_probabilities=probabilities())
+    assert "billing" in sees_problem.intents
+    sees_none = _score(scorer, charged, model_complaint=0.1, model_probabilities=probabilities())
+    assert "billing" not in sees_none.intents
+    # An escalating cue needs the head all but certain it is absent.
+    smoke = "The charger started smoking and melted"
+    doubtful = _score(
+        scorer, smoke, model_complaint=0.1, model_probabilities=probabilities(safety=0.08)
+    )
+    assert doubtful.escalate
