@@ -21,13 +21,10 @@ DRAFTED_KINDS = ("complaint", "question", "feedback", "praise")
 HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # Intents of the taxonomy (models/labels.py) answered with another intent's templates.
 TEMPLATE_OF = {"account_takeover": "security", "phishing": "security", "fraud": "security"}
-# When a mention has several intents, the riskiest decides the next step offered.
-NEXT_STEP_ORDER = {
-    name: rank
-    for rank, name in enumerate(
-        ("safety", "security", "outage", "login", "billing", "refund", "delivery", "defect")
-    )
-}
+# A risk to the person or their money decides the next step whatever else the mention is about;
+# otherwise the intent the mention is most about does (intents come likeliest first), so a weak
+# billing word does not turn a late delivery into an apology for the bill.
+FIRST_STEPS = ("safety", "security")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +33,7 @@ class DraftRequest:
 
     kind: str  # complaint | question | feedback | praise
     language: str
-    intents: tuple[str, ...]
+    intents: tuple[str, ...]  # likeliest first, as models.urgency reports them
     author_name: str | None
     author_handle: str | None
     sla_seconds: float
@@ -164,7 +161,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             note=f"{note} {lead}" if note else lead,
         )
     next_steps: dict[str, str] = templates["next_steps"]
-    ranked = sorted(intents, key=lambda i: NEXT_STEP_ORDER.get(i, len(NEXT_STEP_ORDER)))
+    ranked = [i for i in FIRST_STEPS if i in intents] + list(intents)
     step_key = next((i for i in ranked if i in next_steps), "default")
     values = {
         "name": first_name(request.author_name, request.author_handle),
