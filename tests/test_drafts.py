@@ -343,3 +343,59 @@ def test_no_draft_speaks_of_one_sectors_products(lang, register):
                     )
                 )
                 assert not words.search(draft.text), (kind, intent, draft.text)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_without_a_name_the_greeting_stands_alone(lang, register):
+    import re
+
+    for kind, intents in [
+        ("complaint", ("delivery",)),
+        ("complaint", ("legal",)),
+        ("question", ()),
+        ("praise", ()),
+        ("feedback", ()),
+    ]:
+        text = render_draft(
+            _request(
+                language=lang,
+                kind=kind,
+                intents=intents,
+                register=register,
+                author_name=None,
+                author_handle=None,
+            )
+        ).text
+        # No "Hi , we're", "Thank you, !" or a reply opening on punctuation.
+        assert not re.search(r"\s,|,\s*[,!.?]|^[\s,.!?]", text), (kind, text)
+        named = render_draft(
+            _request(language=lang, kind=kind, intents=intents, register=register)
+        ).text
+        assert "Anna" in named and len(text) < len(named)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_a_customer_who_wrote_before_hears_sorry_for_that_too_where_it_fits(lang, register):
+    from connectors.reply import ReplyRules
+
+    templates = load_templates(lang)
+    variant = templates.get("variants", {}).get(register or "", {})
+    again = (
+        variant.get("apology", {}).get("repeat_contact") or templates["apology"]["repeat_contact"]
+    )
+    first = render_draft(_request(language=lang, intents=("delivery",), register=register))
+    repeat = render_draft(
+        _request(language=lang, intents=("delivery", "repeat_contact"), register=register)
+    )
+    assert again not in first.text and again in repeat.text
+    assert repeat.text.replace(f" {again}", "") == first.text
+    # Where the platform has no room for it, the rest of the reply stays as it was.
+    tight = ReplyRules(max_length=len(first.text) + 5)
+    squeezed = render_draft(
+        _request(
+            language=lang, intents=("delivery", "repeat_contact"), register=register, rules=tight
+        )
+    )
+    assert squeezed.text == first.text

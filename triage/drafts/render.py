@@ -149,7 +149,8 @@ def render_draft(request: DraftRequest) -> DraftText:
     holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
-        text = templates["holding"][holding].format(
+        text = fill(
+            templates["holding"][holding],
             name=first_name(request.author_name, request.author_handle),
             within=time_frame(templates, language, request.sla_seconds),
         )
@@ -173,8 +174,8 @@ def render_draft(request: DraftRequest) -> DraftText:
     if request.kind == "question" and step_key == "default":
         # A plain question needs an answer only the agent knows: a scaffold with the help link,
         # and a placeholder the checker refuses to send until the agent writes the answer.
-        text = templates["templates"]["answer"].format(
-            **values, answer=templates["scaffold"]["answer"]
+        text = fill(
+            templates["templates"]["answer"], **values, answer=templates["scaffold"]["answer"]
         )
         scaffold = "Write the answer in place of the placeholder; it cannot be sent before."
         return DraftText(
@@ -196,11 +197,17 @@ def render_draft(request: DraftRequest) -> DraftText:
     if request.kind == "praise":
         topic = praise_topic(templates, request.mention_text)
         template = templates.get("praise_topics", {}).get(topic, template)
-    text = _finish(template.format(**values), request)
+    text = _finish(fill(template, **values), request)
+    again = apologies.get("repeat_contact")
+    if request.kind == "complaint" and "repeat_contact" in intents and again:
+        # They wrote before and heard nothing: say sorry for that too, where the platform has room.
+        apology = f"{values['apology']} {again}"
+        longer = _finish(fill(template, **{**values, "apology": apology}), request)
+        if _fits(longer, request):
+            text = longer
     if request.kind in ("complaint", "question") and request.dm_instructions.strip():
         longer = f"{text} {_finish(request.dm_instructions, request)}"
-        rules = request.rules
-        if rules is None or rules.length(longer) <= rules.max_length:
+        if _fits(longer, request):
             text = longer
     if "safety" in intents:
         lead = "Safety risk: a lead should approve this reply."
@@ -213,8 +220,24 @@ def render_draft(request: DraftRequest) -> DraftText:
     )
 
 
+# "Hi {name}, ..." and "Thank you, {name}!" when nobody is named: "Hi, ...", "Thank you!".
+_NAME_SLOT = re.compile(r"(?:,\s*|\s+)\{name\}")
+
+
+def fill(template: str, **values: str) -> str:
+    """The template with its values; with no name to greet, the greeting closes without one."""
+    if not values.get("name"):
+        template = _NAME_SLOT.sub("", template)
+    return template.format(**values)
+
+
 _URL = re.compile(r"https?://([^\s/]+)[^\s]*?(?=[.,;:!?)]?(?:\s|$))")
 _EMOJI = regex.compile(r"\s?\p{Extended_Pictographic}(?:\uFE0F|\u200D\p{Extended_Pictographic})*")
+
+
+def _fits(text: str, request: DraftRequest) -> bool:
+    rules = request.rules
+    return rules is None or rules.length(text) <= rules.max_length
 
 
 def _finish(text: str, request: DraftRequest) -> str:
