@@ -94,6 +94,7 @@ class AppStoreConnector(Connector):
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
         max_length=5970,
         links=False,
+        private_messages=False,
         note="one response per review; a new one replaces the old; Apple publishes it after "
         "a short review",
     )

@@ -70,6 +70,7 @@ class GoogleBusinessConnector(Connector):
         max_length=4096,
         unit=LengthUnit.UTF8_BYTES,
         links=False,
+        private_messages=False,
         note="one owner reply per review; a new one replaces it",
     )
     reply_is_idempotent = True

@@ -72,7 +72,10 @@ class GooglePlayConnector(Connector):
     }
     default_interval = 60 * 60.0
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
-        max_length=350, links=False, note="one reply per review; a new reply replaces the old"
+        max_length=350,
+        links=False,
+        private_messages=False,
+        note="one reply per review; a new reply replaces the old",
     )
     reply_is_idempotent = True
 

@@ -50,6 +50,8 @@ class ReplyRules:
     links: bool = True
     # Whether everyone can read the reply: never ask for account details there.
     public: bool = True
+    # Whether the customer can message the brand privately on this platform ("DM us").
+    private_messages: bool = True
     # A platform rule the agent should know, shown next to the draft.
     note: str = ""
 

@@ -73,7 +73,10 @@ class TrustpilotConnector(Connector):
     }
     default_interval = 30 * 60.0
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
-        max_length=REPLY_LIMIT, links=False, note="one reply per review; a new one replaces it"
+        max_length=REPLY_LIMIT,
+        links=False,
+        private_messages=False,
+        note="one reply per review; a new one replaces it",
     )
     reply_is_idempotent = True
 

@@ -110,7 +110,9 @@ class YouTubeConnector(Connector):
         "refresh_token": REPLY_SCOPE_HINT,
     }
     reply_rules: ClassVar[ReplyRules | None] = ReplyRules(
-        max_length=10_000, note="the reply goes under the thread's first comment"
+        max_length=10_000,
+        private_messages=False,
+        note="the reply goes under the thread's first comment",
     )
     reply_credentials = ("client_id", "client_secret", "refresh_token")
     _caller: GoogleCaller | None = None

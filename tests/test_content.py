@@ -89,6 +89,7 @@ PLACEHOLDERS = {
     "status_url",
     "answer",
     "apology",
+    "privately",
 }
 NEXT_STEPS = {"default", "billing", "delivery", "outage", "login", "security"}
 PLURAL_CATEGORIES = {
@@ -407,6 +408,10 @@ def test_template_file_shape(lang):
     assert fields(data["templates"]["feedback"]) == {"name"}
     for text in [*data["templates"].values(), *data["next_steps"].values()]:
         assert fields(text) <= PLACEHOLDERS, f"{lang}: unknown placeholder in {text!r}"
+    private = data["private"]
+    assert not fields(private["dm"]) and fields(private["email"]) == fields(private["form"]) == {
+        "contact"
+    }
     steps = data["next_steps"]
     assert "status_url" in fields(steps["outage"])
     assert "help_url" in fields(steps["login"])
@@ -429,7 +434,7 @@ def test_next_step_keys_agree_across_languages():
 def test_every_reply_fits_in_a_tweet(lang):
     data = TEMPLATE_FILES[lang]
     within = max(within_phrases(lang, data["time"]), key=len)
-    values = {"name": NAME_12, "brand": "Kestrel", **URLS}
+    values = {"name": NAME_12, "brand": "Kestrel", "privately": data["private"]["dm"], **URLS}
     answer = data["templates"]["answer"].format(**values, answer=data["scaffold"]["answer"])
     assert len(answer) <= 280 - 40, f"{lang}: room for the answer: {answer}"
     for key, template in data["templates"].items():

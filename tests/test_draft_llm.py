@@ -151,3 +151,15 @@ def test_a_language_without_templates_gets_no_model_draft(drafter):
 def test_llm_settings_need_an_http_url():
     with pytest.raises(ValueError, match="not an http"):
         LlmSettings(url="ollama:11434", model="x")
+
+
+def test_the_model_is_told_where_to_move_a_customer_the_platform_cannot_dm():
+    review = ReplyRules(max_length=350, links=False, private_messages=False)
+    request = _request(rules=review, contact="care@kestrel.example")
+    system, _ = build_messages(
+        request, "słaba apka", render_draft(request), review, BrandSettings()
+    )
+    assert "send it by e-mail to care@kestrel.example" in system["content"]
+    on_x = _request(rules=X)
+    system, _ = build_messages(on_x, "słaba apka", render_draft(on_x), X, BrandSettings())
+    assert "send it by DM" in system["content"]

@@ -399,3 +399,31 @@ def test_a_customer_who_wrote_before_hears_sorry_for_that_too_where_it_fits(lang
         )
     )
     assert squeezed.text == first.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_no_dm_where_the_platform_has_no_private_messages(lang):
+    from connectors.googleplay import GooglePlayConnector
+    from connectors.x import XConnector
+
+    templates = load_templates(lang)
+    play, x = GooglePlayConnector.reply_rules, XConnector.reply_rules
+    assert play is not None and not play.private_messages and x.private_messages
+    for intent in ("delivery", "security", "legal", "press"):
+        on_x = render_draft(_request(language=lang, intents=(intent,), rules=x)).text
+        assert templates["private"]["dm"] in on_x
+        review = render_draft(
+            _request(
+                language=lang,
+                intents=(intent,),
+                rules=play,
+                links=False,
+                contact="care@kestrel.example",
+                dm_instructions="Our DMs are open 8am-8pm.",
+            )
+        ).text
+        assert "care@kestrel.example" in review, review
+        assert templates["private"]["dm"] not in review and "DMs" not in review
+        # With no contact set, the help site (named, since reviews show no links) stands in.
+        bare = render_draft(_request(language=lang, intents=(intent,), rules=play, links=False))
+        assert "help.kestrel.example" in bare.text and "https://" not in bare.text

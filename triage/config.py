@@ -103,6 +103,9 @@ class BrandSettings(_Section):
     # How to reach the brand privately, in the customer's language (e.g. { en = "Our DMs are
     # open 8am-8pm." }): added to complaint and question drafts when the reply still fits.
     dm_instructions: dict[str, str] = Field(default_factory=dict)
+    # Where customers write privately on platforms without private messages (app stores, review
+    # sites, YouTube): an e-mail address or a contact page; empty: help_url.
+    contact: str = ""
     # The form of address per language where the templates have both, e.g. { de = "informal" }.
     formality: dict[str, Literal["formal", "informal"]] = Field(default_factory=dict)
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.

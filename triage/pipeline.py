@@ -224,6 +224,7 @@ class Pipeline:
                         register=brand.formality.get(analysis.language),
                         mention_text=mention.text,
                         dm_instructions=brand.dm_instructions.get(analysis.language, ""),
+                        contact=brand.contact,
                         rules=rules,
                     )
                     draft = render_draft(request)

@@ -21,6 +21,7 @@ from triage.drafts.render import (
     DraftText,
     first_name,
     load_templates,
+    privately,
     time_frame,
     with_register,
 )
@@ -135,6 +136,7 @@ def build_messages(
     templates = with_register(
         load_templates(language) or load_templates(FALLBACK_LANGUAGE) or {}, request.register
     )
+    english = load_templates(FALLBACK_LANGUAGE) or {}
     name = first_name(request.author_name, request.author_handle)
     limit = f"at most {rules.max_length} {rules.unit.label}" if rules else "at most 600 characters"
     links = "" if rules is None or rules.links else " The platform shows no links: write none."
@@ -157,7 +159,9 @@ def build_messages(
             else "",
             f"Help pages: {brand.help_url}. Status page for outages: {brand.status_url}.",
             "Never ask for personal or account data in the reply"
-            + ("." if private else ": ask them to send it in a private message."),
+            # Said in English: where to write privately (a DM, or the e-mail or form where
+            # the platform has no private messages).
+            + ("." if private else f": ask them to send it {privately(english, request)}."),
             "Never blame the customer and avoid 'unfortunately' and 'our policy'.",
             f"Never promise {' or '.join(promises)}." if promises else "",
             f"Length: {limit}.{links} Plain text, one paragraph, no placeholders, no signature."

@@ -51,6 +51,8 @@ class DraftRequest:
     # The brand's own words on how to reach it privately, added when the reply still fits.
     dm_instructions: str = ""
     rules: ReplyRules | None = None
+    # Where to write privately when the platform has no private messages (e-mail or a page).
+    contact: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold")
+    tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold", "private")
     for table in (*tables, "praise_topics"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
@@ -153,6 +155,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             templates["holding"][holding],
             name=first_name(request.author_name, request.author_handle),
             within=time_frame(templates, language, request.sla_seconds),
+            privately=privately(templates, request),
         )
         lead = f"Holding reply for a {HOLDING[holding]}: a lead should approve it."
         return DraftText(
@@ -170,6 +173,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         "within": time_frame(templates, language, request.sla_seconds),
         "help_url": dict(request.help_urls).get(step_key, request.help_url),
         "status_url": request.status_url,
+        "privately": privately(templates, request),
     }
     if request.kind == "question" and step_key == "default":
         # A plain question needs an answer only the agent knows: a scaffold with the help link,
@@ -205,7 +209,11 @@ def render_draft(request: DraftRequest) -> DraftText:
         longer = _finish(fill(template, **{**values, "apology": apology}), request)
         if _fits(longer, request):
             text = longer
-    if request.kind in ("complaint", "question") and request.dm_instructions.strip():
+    if (
+        request.kind in ("complaint", "question")
+        and request.dm_instructions.strip()
+        and _dms(request)
+    ):
         longer = f"{text} {_finish(request.dm_instructions, request)}"
         if _fits(longer, request):
             text = longer
@@ -233,6 +241,21 @@ def fill(template: str, **values: str) -> str:
 
 _URL = re.compile(r"https?://([^\s/]+)[^\s]*?(?=[.,;:!?)]?(?:\s|$))")
 _EMOJI = regex.compile(r"\s?\p{Extended_Pictographic}(?:\uFE0F|\u200D\p{Extended_Pictographic})*")
+
+
+def _dms(request: DraftRequest) -> bool:
+    return request.rules is None or request.rules.private_messages
+
+
+def privately(templates: dict[str, Any], request: DraftRequest) -> str:
+    """How the customer reaches us privately, as the language says it: "by DM" where the
+    platform has private messages, else "by e-mail to ..." or "via our contact form at ..."."""
+    phrases: dict[str, str] = templates["private"]
+    if _dms(request):
+        return phrases["dm"]
+    contact = request.contact.strip() or request.help_url
+    kind = "email" if "@" in contact and "://" not in contact else "form"
+    return phrases[kind].format(contact=contact)
 
 
 def _fits(text: str, request: DraftRequest) -> bool:
