@@ -427,3 +427,31 @@ def test_no_dm_where_the_platform_has_no_private_messages(lang):
         # With no contact set, the help site (named, since reviews show no links) stands in.
         bare = render_draft(_request(language=lang, intents=(intent,), rules=play, links=False))
         assert "help.kestrel.example" in bare.text and "https://" not in bare.text
+
+
+# "We'll check right away" beside "we'll get back to you within 8 hours" contradicts itself.
+RIGHT_AWAY = {
+    "en": r"right away|immediately|straight away",
+    "pl": r"od razu|natychmiast",
+    "lv": r"uzreiz|nekavējoties",
+    "pt": r"agora mesmo|na hora|imediatamente|vamos já",
+    "es": r"ahora mismo|enseguida|de inmediato",
+    "de": r"sofort|\bgleich\b|umgehend",
+    "fr": r"tout de suite|immédiatement",
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_no_draft_promises_to_act_at_once_beside_its_time_frame(lang, register):
+    import re
+
+    hurry = re.compile(RIGHT_AWAY[lang], re.IGNORECASE)
+    for intent in load_templates(lang)["next_steps"]:
+        if intent == "security":
+            continue  # "change your password now" asks the customer, it promises nothing
+        for text in ("", "order 4411872"):
+            draft = render_draft(
+                _request(language=lang, intents=(intent,), register=register, mention_text=text)
+            )
+            assert not hurry.search(draft.text), draft.text
