@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from triage.drafts import DraftRequest, render_draft
+from triage.drafts.names import address
 from triage.drafts.render import load_templates, plural_category, time_frame
 
 LANGUAGES = ["en", "pl", "lv", "pt", "es", "de", "fr"]
@@ -55,7 +56,7 @@ def test_time_frames_read_naturally(language, seconds, phrase):
 def test_every_language_and_kind_renders_personally(language, kind):
     draft = render_draft(_request(language=language, kind=kind))
     assert draft.language == language and draft.note is None
-    assert "Anna" in draft.text
+    assert "Ann" in draft.text
     assert "{" not in draft.text and "}" not in draft.text
     assert len(draft.text) <= 280
 
@@ -102,7 +103,7 @@ def test_legal_threats_and_the_press_get_a_holding_reply_for_a_lead(lang, intent
     draft = render_draft(_request(language=lang, intents=("billing", intent), sla_seconds=1800))
     assert draft.generator == f"template:holding:{lang}:{intent}"
     assert draft.note == f"Holding reply for a {named}: a lead should approve it."
-    assert "Anna" in draft.text and "30" in draft.text
+    assert "Ann" in draft.text and "30" in draft.text
     # It moves the conversation to private and promises nothing about the matter itself.
     generic = render_draft(_request(language=lang, intents=("billing",), sla_seconds=1800))
     assert draft.text != generic.text
@@ -190,7 +191,7 @@ def test_a_plain_question_gets_an_answer_scaffold_with_the_help_link(lang):
 
     draft = render_draft(_request(language=lang, kind="question", intents=()))
     assert draft.generator == f"template:answer:{lang}"
-    assert "https://help.kestrel.example" in draft.text and "Anna" in draft.text
+    assert "https://help.kestrel.example" in draft.text and "Ann" in draft.text
     assert "Write the answer" in draft.note
     blocked = errors(check_draft(draft.text, language=lang, kind="question"))
     assert [f.code for f in blocked] == ["placeholder"]
@@ -273,6 +274,7 @@ def test_praise_gets_a_thank_you_for_what_was_praised(lang, register):
 
     templates = with_register(load_templates(lang), register)
     generic = render_draft(_request(language=lang, kind="praise", register=register)).text
+    greeting = address("Anna", lang, templates.get("register"))
     seen = set()
     for topic, cues in templates["praise_cues"].items():
         mention = f"{cues[0].rstrip('*')} !"
@@ -280,7 +282,7 @@ def test_praise_gets_a_thank_you_for_what_was_praised(lang, register):
             _request(language=lang, kind="praise", register=register, mention_text=mention)
         )
         assert draft.text == " ".join(
-            templates["praise_topics"][topic].format(name="Anna", brand="Kestrel").split()
+            templates["praise_topics"][topic].format(name=greeting, brand="Kestrel").split()
         ), topic
         assert draft.text != generic
         seen.add(draft.text)
@@ -299,7 +301,7 @@ def test_feedback_gets_a_thank_you_that_promises_nothing(lang, register):
 
     draft = render_draft(_request(language=lang, kind="feedback", register=register))
     assert draft.generator.startswith(f"template:feedback:{lang}")
-    assert "Anna" in draft.text and "💡" in draft.text
+    assert "Ann" in draft.text and "💡" in draft.text
     findings = check_draft(
         draft.text,
         language=lang,
@@ -372,7 +374,7 @@ def test_without_a_name_the_greeting_stands_alone(lang, register):
         named = render_draft(
             _request(language=lang, kind=kind, intents=intents, register=register)
         ).text
-        assert "Anna" in named and len(text) < len(named)
+        assert "Ann" in named and len(text) < len(named)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
+from triage.drafts.names import address
 from triage.drafts.render import FALLBACK_LANGUAGE, load_templates
 
 # {name}, {{agent}}, <order number>: what a template or an LLM leaves unfilled; and [NAME],
@@ -142,7 +143,9 @@ def check_draft(
                 "blaming", "hint", f"sounds negative or blaming (“{blaming}”): say what we'll do"
             )
         )
-    if name and normalise(name.lstrip("@")) not in normal:
+    # "Anno" and "Jāni" greet Anna and Jānis: the vocative counts as their name.
+    forms = {name.lstrip("@"), address(name.lstrip("@"), language, None)} if name else set()
+    if name and not any(normalise(form) in normal for form in forms):
         findings.append(Finding("no_name", "hint", f"does not greet {name} by name"))
     if kind == "complaint" and not (_found(lists.time, normal) or re.search(r"\d", text)):
         findings.append(

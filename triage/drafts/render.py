@@ -13,6 +13,7 @@ import regex
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
+from triage.drafts.names import address
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
@@ -131,6 +132,15 @@ def first_name(author_name: str | None, author_handle: str | None) -> str:
     return ""
 
 
+def greeting_name(request: DraftRequest, language: str, register: str | None) -> str:
+    """The name the greeting uses: a given name as the language addresses someone ("Anno",
+    "Panie Tomaszu", "Jāni"); a handle as written."""
+    given = first_name(request.author_name, request.author_handle)
+    if request.author_name and given == request.author_name.split()[0]:
+        return address(given, language, register)
+    return given
+
+
 def render_draft(request: DraftRequest) -> DraftText:
     """The template draft for a case's kind and intents; other languages get English and a note."""
     if request.kind not in DRAFTED_KINDS:
@@ -153,7 +163,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         # Legal threats and the press get a short reply that moves to private, nothing more.
         text = fill(
             templates["holding"][holding],
-            name=first_name(request.author_name, request.author_handle),
+            name=greeting_name(request, language, templates.get("register")),
             within=time_frame(templates, language, request.sla_seconds),
             privately=privately(templates, request),
         )
@@ -168,7 +178,7 @@ def render_draft(request: DraftRequest) -> DraftText:
     ranked = [i for i in FIRST_STEPS if i in intents] + list(intents)
     step_key = next((i for i in ranked if i in next_steps), "default")
     values = {
-        "name": first_name(request.author_name, request.author_handle),
+        "name": greeting_name(request, language, templates.get("register")),
         "brand": request.brand,
         "within": time_frame(templates, language, request.sla_seconds),
         "help_url": dict(request.help_urls).get(step_key, request.help_url),

@@ -1,0 +1,88 @@
+"""How a reply addresses the customer by name: the vocative in Polish and Latvian, Pan/Pani."""
+
+from __future__ import annotations
+
+import re
+
+# Polish names in -a that are men's (everything else in -a is a woman's name).
+_PL_MEN_IN_A = frozenset({"kuba", "barnaba", "bonawentura", "kosma", "jarema", "saba", "zawisza"})
+# Diminutives in consonant + "ia" take -iu (Kasia -> Kasiu); full names take -io (Julia -> Julio).
+_PL_SOFT_DIMINUTIVE = re.compile(r"(?:s|z|c|n|dz)ia$")
+# Short diminutives in -la take -lu (Ola -> Olu, Ela -> Elu); longer names -lo (Karola -> Karolo).
+_PL_SHORT_LA = re.compile(r"^\w{1,2}la$")
+# Masculine endings and their vocative, longest first (Tomasz -> Tomaszu, Piotr -> Piotrze).
+_PL_MASCULINE: tuple[tuple[str, str], ...] = (
+    ("eł", "le"),  # Paweł -> Pawle
+    ("ek", "ku"),  # Marek -> Marku, Jacek -> Jacku
+    ("ander", "andrze"),  # Aleksander -> Aleksandrze (Oliwer -> Oliwerze keeps its e)
+    ("cper", "cprze"),  # Kacper -> Kacprze
+    ("sz", "szu"),
+    ("cz", "czu"),
+    ("rz", "rzu"),
+    ("ch", "chu"),
+    ("ł", "le"),  # Michał -> Michale
+    ("t", "cie"),  # Robert -> Robercie
+    ("d", "dzie"),  # Dawid -> Dawidzie
+    ("r", "rze"),  # Piotr -> Piotrze
+    ("k", "ku"),
+    ("g", "gu"),
+    ("j", "ju"),  # Maciej -> Macieju
+    ("l", "lu"),  # Kamil -> Kamilu
+    ("ż", "żu"),
+    ("n", "nie"),
+    ("m", "mie"),
+    ("b", "bie"),
+    ("p", "pie"),
+    ("f", "fie"),
+    ("w", "wie"),
+    ("s", "sie"),
+    ("z", "zie"),
+)
+
+
+def is_polish_woman(name: str) -> bool:
+    """Whether a Polish given name is a woman's: it ends in -a and is not Kuba or Barnaba."""
+    low = name.casefold()
+    return low.endswith("a") and low not in _PL_MEN_IN_A
+
+
+def polish_vocative(name: str) -> str:
+    """The vocative of a Polish given name: Anna -> Anno, Kasia -> Kasiu, Tomasz -> Tomaszu."""
+    low = name.casefold()
+    if low.endswith("a"):
+        soft = _PL_SOFT_DIMINUTIVE.search(low) or _PL_SHORT_LA.match(low)
+        return _same_case(name[:-1] + ("u" if soft else "o"), name)
+    if low.endswith(("i", "y", "e", "o", "u")):
+        return name  # Antoni, Jerzy: the vocative is the name itself
+    for ending, vocative in _PL_MASCULINE:
+        if low.endswith(ending):
+            return _same_case(name[: len(name) - len(ending)] + vocative, name)
+    return name
+
+
+def latvian_vocative(name: str) -> str:
+    """The vocative of a Latvian given name: Jānis -> Jāni, Edgars -> Edgar; women's unchanged."""
+    low = name.casefold()
+    if low.endswith(("is", "us")):
+        return name[:-1]
+    if low.endswith(("s", "š")) and len(name) > 2:
+        return name[:-1]
+    return name
+
+
+def _same_case(text: str, like: str) -> str:
+    return text.upper() if like.isupper() and len(like) > 1 else text
+
+
+def address(given: str, language: str, register: str | None) -> str:
+    """A given name as the greeting says it: "Anno", "Panie Tomaszu", "Jāni", or unchanged."""
+    if not given or not given[:1].isalpha():
+        return given
+    if language == "pl":
+        vocative = polish_vocative(given)
+        if register == "formal":
+            return f"{'Pani' if is_polish_woman(given) else 'Panie'} {vocative}"
+        return vocative
+    if language == "lv":
+        return latvian_vocative(given)
+    return given
