@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from triage.drafts.names import address, latvian_vocative, polish_vocative
+from triage.drafts.names import (
+    address,
+    latvian_vocative,
+    mirrored_register,
+    polish_vocative,
+    titled_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +55,34 @@ def test_formal_polish_says_pan_or_pani_and_other_languages_keep_the_name():
     # A handle is not a name: it stays as written.
     assert address("@tomasz_k", "pl", "formal") == "@tomasz_k"
     assert address("", "pl", "formal") == ""
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "register"),
+    [
+        ("de", "Können Sie mir bitte helfen? Mein Paket kam nicht.", "formal"),
+        ("de", "Hey, kannst du mal schauen, euer Paket ist weg", "informal"),
+        ("de", "Sie haben doppelt abgebucht", None),  # "Sie" first: they, or you?
+        ("fr", "t'as vu ton appli ? elle plante", "informal"),
+        ("fr", "Vous m'avez prélevé deux fois", None),  # "vous" is also the plural
+        ("es", "¿Usted me puede ayudar con el pedido?", "formal"),
+        ("es", "¿Vosotros no contestáis nunca?", "informal"),
+        ("es", "Me cobraron dos veces", None),
+        ("pl", "Czy mogą Państwo sprawdzić zamówienie?", "formal"),
+        ("pl", "Pani w rejestracji była niemiła", None),  # a lady at the desk, not the reader
+        ("lv", "Vai tu vari palīdzēt?", "informal"),
+        ("lv", "Kāpēc jūs noņēmāt naudu?", None),
+        ("pt", "Estou a tentar entrar e o telemóvel não deixa", "informal"),
+        ("pt", "Vocês cobraram duas vezes, tô sem celular", "formal"),
+        ("en", "Can you help me?", None),
+    ],
+)
+def test_the_customers_own_form_of_address_is_read(language, text, register):
+    assert mirrored_register(text, language) == register
+
+
+def test_a_title_is_greeted_with_the_surname():
+    assert titled_name("Dr. Stefan Krüger") == "Dr. Krüger"
+    assert titled_name("prof Anna Nowak") == "prof. Nowak"
+    assert titled_name("Stefan Krüger") is None
+    assert titled_name("Dr.") is None

@@ -1,4 +1,5 @@
-"""How a reply addresses the customer by name: the vocative in Polish and Latvian, Pan/Pani."""
+"""How a reply addresses the customer: the form of address they use, and their name (the vocative
+in Polish and Latvian, Pan/Pani in formal Polish)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,56 @@ def address(given: str, language: str, register: str | None) -> str:
     if language == "lv":
         return latvian_vocative(given)
     return given
+
+
+# Words by which a customer shows the form of address they use. A company is often addressed in
+# the plural ("ihr", "vous", "jūs", "wy"), which says nothing about formality, so only the
+# unambiguous singular (or the polite plural "Państwo") counts; Portuguese tells Portugal (the
+# "tu" variant) from Brazil (the "você" templates).
+_REGISTER_CUES: dict[str, dict[str, re.Pattern[str]]] = {
+    "de": {
+        "formal": re.compile(r"(?<![.!?:]\s)(?<!^)\b(?:Sie|Ihnen|Ihre[mnrs]?)\b"),
+        # Lower case only: "Ihr" may be the polite possessive, "ihr" also means "her".
+        "informal": re.compile(
+            r"\b(?:[Dd]u|[Dd]ich|[Dd]ir|[Dd]ein\w*|euch|[Ee]uer\w*|[Ee]ure\w*)\b"
+        ),
+    },
+    "fr": {"informal": re.compile(r"\b(?:tu|toi|ton|tes|t'as)\b", re.I)},
+    "es": {
+        "formal": re.compile(r"\busted\b", re.I),
+        "informal": re.compile(r"\b(?:tú|vosotros|vosotras|vuestr[oa]s?|contigo)\b", re.I),
+    },
+    "pl": {"formal": re.compile(r"\bPaństw(?:o|a|u|em)\b")},
+    "lv": {"informal": re.compile(r"\b(?:tu|tev|tevi|tavs|tava|tavu|tavā)\b", re.I)},
+    "pt": {
+        "informal": re.compile(
+            r"\b(?:connosco|telemóvel|autocarro|ecrã|utilizador|morada|facto|contacto|"
+            r"estou a \w+ar|estou a \w+er|estou a \w+ir|tens|podes|queres)\b",
+            re.I,
+        ),
+        "formal": re.compile(
+            r"\b(?:você|vocês|vc|vcs|celular|ônibus|tela|usuário|contato|a gente|pra|tô)\b", re.I
+        ),
+    },
+}
+
+
+def mirrored_register(text: str, language: str) -> str | None:
+    """The form of address the customer's own words show ("formal" or "informal"), or None
+    when they show none or both."""
+    cues = _REGISTER_CUES.get(language, {})
+    shown = {register for register, pattern in cues.items() if pattern.search(text)}
+    return shown.pop() if len(shown) == 1 else None
+
+
+# Academic titles people put in their profile name: they are greeted with the title and surname.
+_TITLE = re.compile(r"^(?:dr|prof|doc|dott|mag|ing|mgr|dra|profa?)\.?$", re.IGNORECASE)
+
+
+def titled_name(author_name: str) -> str | None:
+    """ "Dr. Krüger" for a profile named "Dr. Stefan Krüger": not "Hallo Stefan"."""
+    words = author_name.split()
+    if len(words) >= 2 and _TITLE.match(words[0]) and words[-1][:1].isalpha():
+        title = words[0] if words[0].endswith(".") else f"{words[0]}."
+        return f"{title} {words[-1]}"
+    return None

@@ -13,7 +13,7 @@ import regex
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
-from triage.drafts.names import address
+from triage.drafts.names import address, mirrored_register, titled_name
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
@@ -134,7 +134,10 @@ def first_name(author_name: str | None, author_handle: str | None) -> str:
 
 def greeting_name(request: DraftRequest, language: str, register: str | None) -> str:
     """The name the greeting uses: a given name as the language addresses someone ("Anno",
-    "Panie Tomaszu", "Jāni"); a handle as written."""
+    "Panie Tomaszu", "Jāni"), a title with the surname ("Dr. Krüger"); a handle as written."""
+    titled = titled_name(request.author_name or "")
+    if titled:
+        return titled
     given = first_name(request.author_name, request.author_handle)
     if request.author_name and given == request.author_name.split()[0]:
         return address(given, language, register)
@@ -156,7 +159,9 @@ def render_draft(request: DraftRequest) -> DraftText:
             "this draft is in English; consider replying in their language."
         )
         language = FALLBACK_LANGUAGE
-    templates = with_register(templates, request.register)
+    # The customer's own form of address wins over the brand's default ("Können Sie..." -> Sie).
+    register = mirrored_register(request.mention_text, language) or request.register
+    templates = with_register(templates, register)
     intents = tuple(dict.fromkeys(TEMPLATE_OF.get(i, i) for i in request.intents))
     holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
