@@ -226,3 +226,42 @@ def test_formality_is_formal_or_informal_per_language(tmp_path):
 def test_sign_off_placeholders_are_checked(tmp_path):
     problems = _problems(_write(tmp_path, '[brand]\nsign_off = "^{agent}"\n'))
     assert any("brand.sign_off" in p and "unknown placeholder" in p for p in problems), problems
+
+
+def test_a_playbook_file_is_read_and_its_errors_name_its_file_and_key(tmp_path):
+    (tmp_path / "playbook.toml").write_text(
+        'sector = "smart home"\n'
+        '[next_steps.delivery]\nen = "Send us your order number {privately}."\n'
+        '[[saved_replies]]\nlanguage = "en"\ncues = ["opening hours"]\nanswer = "9 to 5."\n',
+        encoding="utf-8",
+    )
+    path = _write(tmp_path, '[brand]\nplaybook = "playbook.toml"\n')
+    playbook = load_settings(path).playbook
+    assert playbook.sector == "smart home"
+    assert playbook.phrase("next_steps", "delivery", "en", None, None) == (
+        "Send us your order number {privately}."
+    )
+    assert playbook.saved_replies[0].cues == ["opening hours"]
+
+    (tmp_path / "playbook.toml").write_text(
+        '[next_steps.delivery]\nen = "Call {phone}."\nxx = "?"\n'
+        '[next_steps.parcels]\nen = "?"\n'
+        '[[saved_replies]]\nlanguage = "en"\ncues = []\nanswer = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    problems = "\n".join(err.value.problems)
+    book = str(tmp_path / "playbook.toml")
+    assert f"{book}: next_steps:" in problems and "unknown placeholder(s) ['phone']" in problems
+    assert f"{book}: saved_replies[0].cues:" in problems
+    # A playbook file that is not there is named with the key that points to it.
+    missing = _write(tmp_path, '[brand]\nplaybook = "nope.toml"\n')
+    with pytest.raises(ConfigError, match=r"brand\.playbook: .*nope\.toml does not exist"):
+        load_settings(missing)
+
+
+def test_an_inline_playbook_in_config_toml_is_checked_too(tmp_path):
+    path = _write(tmp_path, '[playbook.next_steps.refund]\n"de.casual" = "x"\n')
+    with pytest.raises(ConfigError, match=r"config\.toml: playbook\.next_steps: .*de\.casual"):
+        load_settings(path)

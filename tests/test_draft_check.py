@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from connectors.reply import LengthUnit, ReplyRules
+from triage.config import load_settings
 from triage.drafts import DraftRequest, render_draft
 from triage.drafts.check import Promises, check_draft, errors, summary
 
@@ -202,8 +205,17 @@ def _platform_rules() -> dict[str, ReplyRules]:
     }
 
 
+PLAYBOOKS = sorted((Path(__file__).parent.parent / "examples" / "playbooks").glob("*.toml"))
+
+
+@pytest.mark.parametrize("playbook_file", [None, *PLAYBOOKS], ids=lambda p: p.stem if p else "none")
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_draft_fits_every_platform_that_takes_replies(lang):
+def test_every_draft_fits_every_platform_that_takes_replies(lang, playbook_file, tmp_path):
+    playbook = None
+    if playbook_file is not None:
+        config = tmp_path / "config.toml"
+        config.write_text(f'[brand]\nplaybook = "{playbook_file}"\n', encoding="utf-8")
+        playbook = load_settings(config).playbook
     platforms = _platform_rules()
     assert {"x", "bluesky", "mastodon", "googleplay", "appstore", "reddit"} <= set(platforms)
     for platform, rules in platforms.items():
@@ -222,6 +234,9 @@ def test_every_draft_fits_every_platform_that_takes_replies(lang):
                         status_url="https://status.kestrel.example",
                         links=rules.links,
                         register=register,
+                        rules=rules,
+                        contact="customer-care@kestrel.example",
+                        playbook=playbook,
                     )
                 )
                 findings = check_draft(

@@ -491,3 +491,68 @@ def test_the_draft_mirrors_the_customers_form_of_address_and_title():
         _request(language="fr", intents=("delivery",), mention_text="t'as perdu mon colis ?")
     )
     assert "ton " in tu.text or "ta " in tu.text
+
+
+def test_the_brands_playbook_gives_the_next_step_and_answers_saved_questions():
+    from triage.config import Playbook, SavedReply
+
+    playbook = Playbook(
+        next_steps={
+            "safety": {
+                "en": "Please unplug the kettle and send us your order number {privately}: "
+                "we'll send a courier for it and a replacement the same day.",
+                "de": "Bitte ziehen Sie den Stecker und schicken Sie uns {privately} die "
+                "Bestellnummer: Wir holen den Kocher ab und schicken sofort Ersatz.",
+                "de.informal": "Bitte zieh den Stecker und schick uns {privately} die "
+                "Bestellnummer: Wir holen den Kocher ab und schicken Ersatz.",
+            }
+        },
+        known_order={"safety": {"en": "We're sending a courier for order {order} today."}},
+        saved_replies=[
+            SavedReply(
+                language="en",
+                cues=["opening hours", "open on sunday*"],
+                answer="We're open 8am-8pm every day, Sundays too.",
+            )
+        ],
+    )
+    sparks = render_draft(_request(intents=("safety",), playbook=playbook))
+    assert "unplug the kettle" in sparks.text and "by DM" in sparks.text
+    told = render_draft(
+        _request(intents=("safety",), playbook=playbook, mention_text="order 4411872 sparks")
+    )
+    assert "courier for order 4411872 today" in told.text
+    # The register's own text where the playbook has one, else the language's.
+    du = render_draft(
+        _request(language="de", intents=("safety",), playbook=playbook, register="informal")
+    )
+    assert "zieh den Stecker" in du.text
+    sie = render_draft(_request(language="de", intents=("safety",), playbook=playbook))
+    assert "ziehen Sie den Stecker" in sie.text
+    # A customer who writes "du" to a brand whose playbook speaks "Sie" only gets the template's
+    # "du" text rather than a reply that switches register mid-way.
+    formal_only = Playbook(next_steps={"safety": {"de": playbook.next_steps["safety"]["de"]}})
+    sparks = "Dein Wasserkocher sprüht Funken, was soll ich tun?"
+    casual = render_draft(
+        _request(language="de", intents=("safety",), playbook=formal_only, mention_text=sparks)
+    )
+    assert (
+        casual.text
+        == render_draft(_request(language="de", intents=("safety",), mention_text=sparks)).text
+    )
+    assert "Sie " not in casual.text and "Schick uns" in casual.text
+    # Categories the playbook leaves out keep the sector-neutral template.
+    late = render_draft(_request(intents=("delivery",), playbook=playbook))
+    assert late.text == render_draft(_request(intents=("delivery",))).text
+    # A question its saved replies answer is sendable as drafted; others get the scaffold.
+    hours = render_draft(
+        _request(kind="question", intents=(), playbook=playbook, mention_text="Open on Sundays?")
+    )
+    assert "Sundays too" in hours.text and hours.note is None
+    assert hours.generator == "template:saved:en"
+    other = render_draft(
+        _request(
+            kind="question", intents=(), playbook=playbook, mention_text="Do you ship to Riga?"
+        )
+    )
+    assert "[ANSWER]" in other.text

@@ -111,6 +111,8 @@ class BrandSettings(_Section):
     # What a reply may promise; the draft checker hints when a draft or an edit goes further.
     may_promise_refunds: bool = True
     may_promise_compensation: bool = False
+    # A TOML file with the brand's playbook (the same keys as `[playbook]`), relative to config.
+    playbook: str = ""
 
     @field_validator("sign_off")
     @classmethod
@@ -121,6 +123,82 @@ class BrandSettings(_Section):
                 f"unknown placeholder(s) {sorted(unknown)}; use {sorted(SIGN_OFF_FIELDS)}"
             )
         return sign_off
+
+
+# What a draft's next step is about (triage/drafts/templates/<lang>.toml [next_steps]).
+DRAFT_CATEGORIES = (
+    "default", "billing", "refund", "delivery", "outage", "login", "security", "defect", "safety"
+)  # fmt: skip
+PLAYBOOK_FIELDS = {"privately", "help_url", "status_url", "brand"}
+_PLAYBOOK_LANGUAGE = re.compile(
+    rf"^(?:{'|'.join(FIRST_CLASS_LANGUAGES)})(?:\.(?:formal|informal))?$"
+)
+
+
+def _check_phrases(table: dict[str, dict[str, str]], fields: set[str]) -> dict[str, dict[str, str]]:
+    for category, phrases in table.items():
+        if category not in DRAFT_CATEGORIES:
+            raise ValueError(f"{category!r} is not a draft category; use {list(DRAFT_CATEGORIES)}")
+        for language, text in phrases.items():
+            if not _PLAYBOOK_LANGUAGE.match(language):
+                raise ValueError(
+                    f"{category}.{language}: expected a language of {FIRST_CLASS_LANGUAGES}, "
+                    'optionally with ".formal" or ".informal" (e.g. "de.informal")'
+                )
+            unknown = {f for _, f, _, _ in string.Formatter().parse(text) if f} - fields
+            if unknown:
+                raise ValueError(
+                    f"{category}.{language}: unknown placeholder(s) {sorted(unknown)}; "
+                    f"use {sorted(fields)}"
+                )
+    return table
+
+
+class SavedReply(_Section):
+    """A ready answer to a frequent question, used when the question's words match a cue."""
+
+    language: str
+    cues: list[str] = Field(min_length=1)
+    answer: str = Field(min_length=1)
+
+    @field_validator("language")
+    @classmethod
+    def _first_class(cls, language: str) -> str:
+        if language not in FIRST_CLASS_LANGUAGES:
+            raise ValueError(f"{language!r} is not one of {FIRST_CLASS_LANGUAGES}")
+        return language
+
+
+class Playbook(_Section):
+    """The brand's own words for replies: `[playbook]` in config.toml, or the file that
+    `[brand] playbook` names. Anything left out falls back to the sector-neutral templates."""
+
+    sector: str = ""
+    # Per draft category and language, the next step the brand really offers.
+    next_steps: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The same when the customer gave their order number ({order} is it).
+    known_order: dict[str, dict[str, str]] = Field(default_factory=dict)
+    saved_replies: list[SavedReply] = Field(default_factory=list)
+
+    @field_validator("next_steps")
+    @classmethod
+    def _next_steps(cls, table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return _check_phrases(table, PLAYBOOK_FIELDS)
+
+    @field_validator("known_order")
+    @classmethod
+    def _known_order(cls, table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return _check_phrases(table, PLAYBOOK_FIELDS | {"order"})
+
+    def phrase(
+        self, table: str, category: str, language: str, register: str | None, default: str | None
+    ) -> str | None:
+        """The brand's text for a category in a language: the register's own ("de.informal"),
+        else the plain language's, which is written in the brand's default register."""
+        phrases = getattr(self, table).get(category, {})
+        if register and f"{language}.{register}" in phrases:
+            return phrases[f"{language}.{register}"]
+        return phrases.get(language) if register in (None, default) else None
 
 
 class SlaSettings(_Section):
@@ -342,6 +420,7 @@ class Settings(_Section):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     drafts: DraftSettings = Field(default_factory=DraftSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    playbook: Playbook = Field(default_factory=Playbook)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     source: str = Field(default="(built-in defaults)", exclude=True)
 
@@ -406,6 +485,17 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
 
     _resolve_relative_paths(data, file.parent)
     problems: list[str] = []
+    playbook_file = _playbook_file(data, file.parent, name, problems)
+    if playbook_file is not None:
+        playbook = _read_playbook(playbook_file, problems)
+        if playbook is not None:
+            try:
+                Playbook.model_validate(playbook)
+            except ValidationError as exc:
+                # Named by the playbook's own file, and not checked a second time below.
+                problems.extend(_describe(str(playbook_file), e) for e in exc.errors())
+            else:
+                data["playbook"] = {**(data.get("playbook") or {}), **playbook}
     environment = env if env is not None else dict(os.environ)
     data = _substitute_env(data, environment, data, (), problems, name)
     try:
@@ -416,6 +506,31 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
     if problems:
         raise ConfigError(problems)
     return settings.model_copy(update={"source": name})
+
+
+def _playbook_file(data: dict[str, Any], base: Path, name: str, problems: list[str]) -> Path | None:
+    brand = data.get("brand")
+    value = brand.get("playbook") if isinstance(brand, dict) else None
+    if not value or not isinstance(value, str):
+        return None
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        problems.append(f"{name}: brand.playbook: {path} does not exist")
+        return None
+    return path
+
+
+def _read_playbook(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot be read ({exc})")
+        return None
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return None
+    return data
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -225,6 +225,7 @@ class Pipeline:
                         mention_text=mention.text,
                         dm_instructions=brand.dm_instructions.get(analysis.language, ""),
                         contact=brand.contact,
+                        playbook=self.settings.playbook,
                         rules=rules,
                     )
                     draft = render_draft(request)

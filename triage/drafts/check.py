@@ -28,7 +28,8 @@ MONEY = re.compile(
     re.IGNORECASE,
 )
 LINK = re.compile(r"https?://\S+", re.IGNORECASE)
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+# A sentence ends at . ! ? followed by a space or the end: "help.kestrel.example" is one word.
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?=\S))+[.!?]*")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import regex
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
+from triage.config import Playbook
 from triage.drafts.names import address, mirrored_register, titled_name
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -54,6 +55,8 @@ class DraftRequest:
     rules: ReplyRules | None = None
     # Where to write privately when the platform has no private messages (e-mail or a page).
     contact: str = ""
+    # The brand's own next steps and saved replies (config `[playbook]`).
+    playbook: Playbook | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,19 @@ def render_draft(request: DraftRequest) -> DraftText:
         "status_url": request.status_url,
         "privately": privately(templates, request),
     }
+    playbook = request.playbook or Playbook()
+    register = templates.get("register")
     if request.kind == "question" and step_key == "default":
+        saved = saved_reply(playbook, language, request.mention_text)
+        if saved is not None:
+            # The brand's ready answer to this frequent question: sendable as it stands.
+            text = fill(templates["templates"]["answer"], **values, answer=saved)
+            return DraftText(
+                text=_finish(text, request),
+                language=language,
+                generator=f"template:saved:{language}",
+                note=note,
+            )
         # A plain question needs an answer only the agent knows: a scaffold with the help link,
         # and a placeholder the checker refuses to send until the agent writes the answer.
         text = fill(
@@ -205,11 +220,17 @@ def render_draft(request: DraftRequest) -> DraftText:
         )
     order = order_number(request.mention_text)
     known: dict[str, str] = templates.get("known_order", {})
-    if order and step_key in known:
+    # The brand's own next step (its playbook) wins over the sector-neutral template.
+    # Its plain-language text is in the brand's default register; a customer mirrored into the
+    # other one gets the playbook's text for that register, or the template's.
+    default = request.register or (load_templates(language) or {}).get("register")
+    own_known = playbook.phrase("known_order", step_key, language, register, default)
+    own_step = playbook.phrase("next_steps", step_key, language, register, default)
+    if order and (own_known or (step_key in known and not own_step)):
         # They told us the order number: say it back, and never ask for it again.
-        values["next_step"] = known[step_key].format(**values, order=order)
+        values["next_step"] = (own_known or known[step_key]).format(**values, order=order)
     else:
-        values["next_step"] = next_steps[step_key].format(**values)
+        values["next_step"] = (own_step or next_steps[step_key]).format(**values)
     apologies: dict[str, str] = templates["apology"]
     values["apology"] = apologies.get(step_key, apologies["default"])
     template = templates["templates"][request.kind]
@@ -296,6 +317,15 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def saved_reply(playbook: Playbook, language: str, text: str) -> str | None:
+    """The brand's saved answer whose cue words occur in the question, first match wins."""
+    normal = normalise(text)
+    for saved in playbook.saved_replies:
+        if saved.language == language and any(cue_pattern(c).search(normal) for c in saved.cues):
+            return saved.answer
+    return None
 
 
 def praise_topic(templates: dict[str, Any], text: str) -> str | None:
