@@ -128,3 +128,42 @@ def test_the_report_command_writes_html_csv_and_pngs(known, tmp_path):
               "--out", str(tmp_path / "x.html")],
     )  # fmt: skip
     assert backwards.exit_code == 2 and "window is empty" in backwards.output
+
+
+def test_the_report_measures_how_much_agents_edit_the_drafts(known, tmp_path):
+    from sqlmodel import select
+
+    from triage.reports.figures import draft_category, edit_class
+    from triage.store import Draft, OutboundReply, session_scope
+
+    drafted = "Hi Ana, we're really sorry your order hasn't reached you yet. Send us the number."
+    # mention id -> (generator, the draft, what the agent sent)
+    sent = {
+        1: ("template:complaint:en:billing", drafted, drafted + " ^AB"),  # a sign-off only
+        2: ("template:complaint:pl:delivery", drafted, drafted.replace("Ana", "Anno")),
+        5: ("template:answer:en", drafted, "Yes, we ship to Riga: 3-5 days, free over 50 €."),
+    }
+    with session_scope(known) as session:
+        replies = session.exec(select(OutboundReply)).all()
+        assert sorted(r.mention_id for r in replies) == sorted(sent)
+        for reply in replies:
+            generator, draft, text = sent[reply.mention_id]
+            reply.text = text
+            session.add(reply)
+            session.add(
+                Draft(mention_id=reply.mention_id, language="en", text=draft, generator=generator)
+            )
+    f = compute(known, SINCE, UNTIL, SlaSettings())
+    assert f.drafts.total == {"unedited": 1, "light": 1, "rewritten": 1}
+    assert f.drafts.by_category == {
+        "answer": {"unedited": 0, "light": 0, "rewritten": 1},
+        "billing": {"unedited": 1, "light": 0, "rewritten": 0},
+        "delivery": {"unedited": 0, "light": 1, "rewritten": 0},
+    }
+    assert sum(sum(c.values()) for c in f.drafts.by_language.values()) == 3
+    assert edit_class("a b", "a  b") == "unedited"
+    assert draft_category("gpt-4o-mini") == "model"
+    assert draft_category("template:holding:de:legal") == "legal"
+    [path] = build_report(known, Settings(), SINCE, UNTIL).write(tmp_path / "r.html", "html")
+    html = path.read_text("utf-8")
+    assert "Of 3 replies sent: 1 as drafted, 1 lightly edited, 1 rewritten." in html

@@ -5,6 +5,7 @@ Computed from the store for a window [since, until) and the window of the same l
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import re
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from models.urgency import NON_COMPLAINT_INTENTS
 from triage.config import SlaSettings
 from triage.store import session_scope
-from triage.store.queries import analyzed_between
+from triage.store.queries import analyzed_between, sent_with_drafts
 
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.toml")
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -63,6 +64,66 @@ class CareFigures:
     by_agent: dict[str, tuple[int, float | None, float | None]]
 
 
+EDIT_CLASSES = ("unedited", "light", "rewritten")
+# A sent reply this similar to its draft (difflib ratio) was lightly edited; below, rewritten.
+LIGHT_EDIT = 0.8
+# Text an agent's sign-off may add to a draft sent as it was ("^AB", "– Ana, Kestrel").
+SIGN_OFF_ROOM = 40
+
+
+@dataclass(frozen=True, slots=True)
+class DraftQuality:
+    """How much agents changed the drafts they sent: counts of unedited, lightly edited and
+    rewritten replies, per language and per draft category (the template's next step)."""
+
+    total: dict[str, int]
+    by_language: dict[str, dict[str, int]]
+    by_category: dict[str, dict[str, int]]
+
+
+def edit_class(draft: str, sent: str) -> str:
+    """ "unedited", "light" or "rewritten": how far the sent reply is from its draft."""
+    draft, sent = " ".join(draft.split()), " ".join(sent.split())
+    if sent == draft or (sent.startswith(draft) and len(sent) - len(draft) <= SIGN_OFF_ROOM):
+        return "unedited"
+    ratio = difflib.SequenceMatcher(None, draft, sent, autojunk=False).ratio()
+    return "light" if ratio >= LIGHT_EDIT else "rewritten"
+
+
+def draft_category(generator: str) -> str:
+    """What a draft was written for, from its generator: "delivery", "legal", "answer", "model"."""
+    parts = generator.split(":")
+    if parts[0] != "template" or len(parts) < 3:
+        return "model"
+    if parts[1] in ("answer", "saved"):
+        return parts[1]
+    return parts[3] if len(parts) > 3 else parts[1]
+
+
+def draft_quality(engine: sa.Engine, since: datetime, until: datetime) -> DraftQuality:
+    """The edits behind the replies sent in [since, until)."""
+    with session_scope(engine) as session:
+        sent = sent_with_drafts(session, since=since, until=until)
+    total: Counter[str] = Counter()
+    by_language: dict[str, Counter[str]] = defaultdict(Counter)
+    by_category: dict[str, Counter[str]] = defaultdict(Counter)
+    for language, generator, draft, text in sent:
+        edit = edit_class(draft, text)
+        total[edit] += 1
+        by_language[language][edit] += 1
+        by_category[draft_category(generator)][edit] += 1
+
+    def table(counts: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+        ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return {key: {e: c.get(e, 0) for e in EDIT_CLASSES} for key, c in ordered}
+
+    return DraftQuality(
+        total={e: total.get(e, 0) for e in EDIT_CLASSES},
+        by_language=table(by_language),
+        by_category=table(by_category),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Figures:
     since: datetime
@@ -78,6 +139,7 @@ class Figures:
     negative_topics: list[tuple[str, int]]
     daily: list[tuple[date, int, int, int]]  # day, negative, neutral, positive
     care: CareFigures
+    drafts: DraftQuality = field(default_factory=lambda: DraftQuality({}, {}, {}))
     examples: dict[str, list[Row]] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
 
@@ -130,6 +192,7 @@ def compute(
         negative_topics=topics,
         daily=daily_sentiment(rows, since, until),
         care=care_figures(rows, sla),
+        drafts=draft_quality(engine, since, until),
         examples={word: [r for r in negative if word in _words(r)][:3] for word, _ in topics[:5]},
         rows=rows,
     )

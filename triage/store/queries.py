@@ -321,3 +321,18 @@ def analyzed_between(
         .order_by(col(Mention.created_at), col(Mention.id))
     ).all()
     return [(m, a, c, s) for m, a, c, s in rows]
+
+
+def sent_with_drafts(
+    session: Session, *, since: datetime, until: datetime
+) -> list[tuple[str, str, str, str]]:
+    """Replies sent in [since, until), each as (language, draft generator, draft, sent text)."""
+    rows = session.exec(
+        select(Analysis.language, Draft.generator, Draft.text, OutboundReply.text)
+        .join(Draft, Draft.mention_id == OutboundReply.mention_id)
+        .join(Analysis, Analysis.mention_id == OutboundReply.mention_id)
+        .where(OutboundReply.status == ReplyStatus.SENT)
+        .where(col(OutboundReply.sent_at) >= since, col(OutboundReply.sent_at) < until)
+        .order_by(col(OutboundReply.id))
+    ).all()
+    return [(language, generator, draft, sent) for language, generator, draft, sent in rows]
