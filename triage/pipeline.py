@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -18,7 +19,17 @@ from triage.analyze import AnalysisInput, Analyzer
 from triage.clock import utcnow
 from triage.config import BrandSettings, ConnectorSettings, LlmSettings, Settings
 from triage.drafts import DraftRequest, render_draft
+from triage.drafts.learn import (
+    Customer,
+    Example,
+    draft_category,
+    edit_class,
+    nearest,
+    personalise,
+    without_sign_off,
+)
 from triage.drafts.llm import LlmDrafter
+from triage.drafts.render import DraftText, customer_greeting
 from triage.http import AuthError, ConnectorError
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 from triage.store.queries import (
@@ -27,6 +38,7 @@ from triage.store.queries import (
     get_state,
     record_run,
     save_batch,
+    sent_examples,
     unanalyzed_mentions,
 )
 
@@ -75,6 +87,8 @@ class Pipeline:
         self._connector_factory = connector_factory
         self._drafter_factory = drafter_factory
         self._analyzer: Analyzer | None = None
+        # Embeddings of mentions whose replies are examples for new drafts (triage/drafts/learn).
+        self._example_embeddings: dict[int, np.ndarray] = {}
         self._analyzer_lock = threading.Lock()
         # Connectors run in parallel threads; analysis runs one batch at a time.
         self._process_lock = threading.Lock()
@@ -229,6 +243,7 @@ class Pipeline:
                         rules=rules,
                     )
                     draft = render_draft(request)
+                    draft = self._learned(session, request, analysis.kind, draft)
                     if drafter is not None:
                         draft = drafter.draft(request, mention.text, draft, rules)
                     session.add(
@@ -243,6 +258,67 @@ class Pipeline:
                 drafted += len(rows)
             if len(rows) < 200:
                 return drafted
+
+    def _learned(
+        self, session: Session, request: DraftRequest, kind: str, draft: DraftText
+    ) -> DraftText:
+        """The draft, or the closest reply an agent edited and sent for a similar mention (same
+        language, kind and draft category), made out to this customer."""
+        category = draft_category(draft.generator)
+        brand = self.settings.brand
+        examples: list[Example] = []
+        for reply, old_draft, old in sent_examples(session, language=draft.language, kind=kind):
+            if draft_category(old_draft.generator) != category:
+                continue
+            if edit_class(old_draft.text, reply.text) == "unedited":
+                continue  # nothing learnt: the template says it already
+            customer = replace(
+                request,
+                author_name=old.author_name,
+                author_handle=old.author_handle,
+                mention_text=old.text,
+            )
+            examples.append(
+                Example(
+                    reply_id=reply.id or 0,
+                    sent=without_sign_off(reply.text, brand.sign_off, brand.name),
+                    customer=Customer(customer_greeting(customer), old.author_handle, old.text),
+                    embedding=self._embedding(old.id or 0, old.text),
+                )
+            )
+        if not examples:
+            return draft
+        found = nearest(self._embed([request.mention_text])[0], examples)
+        if found is None:
+            return draft
+        example, score = found
+        me = Customer(customer_greeting(request), request.author_handle, request.mention_text)
+        text = personalise(example, me)
+        if text is None or (
+            request.rules and not request.rules.length(text) <= request.rules.max_length
+        ):
+            return draft
+        note = (
+            f"Starts from reply {example.reply_id}, which an agent edited and sent for a similar "
+            f"mention ({score:.0%} alike): check it fits this one."
+        )
+        return DraftText(
+            text=text,
+            language=draft.language,
+            generator=f"learned:{draft.language}:{category}:{example.reply_id}",
+            note=f"{draft.note} {note}" if draft.note else note,
+        )
+
+    def _embedding(self, mention_id: int, text: str) -> np.ndarray:
+        """The encoder's embedding of an earlier mention, computed once per process."""
+        cached = self._example_embeddings.get(mention_id)
+        if cached is None:
+            cached = self._embed([text])[0]
+            self._example_embeddings[mention_id] = cached
+        return cached
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.analyzer.sentiment.encoder.embed(texts), dtype=np.float32)
 
 
 def _reply_rules_of(settings: Settings, source: str) -> ReplyRules | None:

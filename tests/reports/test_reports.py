@@ -133,7 +133,7 @@ def test_the_report_command_writes_html_csv_and_pngs(known, tmp_path):
 def test_the_report_measures_how_much_agents_edit_the_drafts(known, tmp_path):
     from sqlmodel import select
 
-    from triage.reports.figures import draft_category, edit_class
+    from triage.drafts.learn import draft_category, edit_class
     from triage.store import Draft, OutboundReply, session_scope
 
     drafted = "Hi Ana, we're really sorry your order hasn't reached you yet. Send us the number."

@@ -135,6 +135,15 @@ def first_name(author_name: str | None, author_handle: str | None) -> str:
     return ""
 
 
+def customer_greeting(request: DraftRequest) -> str:
+    """The name the draft for `request` greets its customer with (as render_draft does)."""
+    language = request.language if load_templates(request.language) else FALLBACK_LANGUAGE
+    templates = load_templates(language) or {}
+    register = mirrored_register(request.mention_text, language) or request.register
+    effective = with_register(templates, register).get("register") if templates else register
+    return greeting_name(request, language, effective)
+
+
 def greeting_name(request: DraftRequest, language: str, register: str | None) -> str:
     """The name the greeting uses: a given name as the language addresses someone ("Anno",
     "Panie Tomaszu", "Jāni"), a title with the surname ("Dr. Krüger"); a handle as written."""

@@ -5,7 +5,6 @@ Computed from the store for a window [since, until) and the window of the same l
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import re
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 
 from models.urgency import NON_COMPLAINT_INTENTS
 from triage.config import SlaSettings
+from triage.drafts.learn import EDIT_CLASSES, draft_category, edit_class
 from triage.store import session_scope
 from triage.store.queries import analyzed_between, sent_with_drafts
 
@@ -64,13 +64,6 @@ class CareFigures:
     by_agent: dict[str, tuple[int, float | None, float | None]]
 
 
-EDIT_CLASSES = ("unedited", "light", "rewritten")
-# A sent reply this similar to its draft (difflib ratio) was lightly edited; below, rewritten.
-LIGHT_EDIT = 0.8
-# Text an agent's sign-off may add to a draft sent as it was ("^AB", "– Ana, Kestrel").
-SIGN_OFF_ROOM = 40
-
-
 @dataclass(frozen=True, slots=True)
 class DraftQuality:
     """How much agents changed the drafts they sent: counts of unedited, lightly edited and
@@ -79,25 +72,6 @@ class DraftQuality:
     total: dict[str, int]
     by_language: dict[str, dict[str, int]]
     by_category: dict[str, dict[str, int]]
-
-
-def edit_class(draft: str, sent: str) -> str:
-    """ "unedited", "light" or "rewritten": how far the sent reply is from its draft."""
-    draft, sent = " ".join(draft.split()), " ".join(sent.split())
-    if sent == draft or (sent.startswith(draft) and len(sent) - len(draft) <= SIGN_OFF_ROOM):
-        return "unedited"
-    ratio = difflib.SequenceMatcher(None, draft, sent, autojunk=False).ratio()
-    return "light" if ratio >= LIGHT_EDIT else "rewritten"
-
-
-def draft_category(generator: str) -> str:
-    """What a draft was written for, from its generator: "delivery", "legal", "answer", "model"."""
-    parts = generator.split(":")
-    if parts[0] != "template" or len(parts) < 3:
-        return "model"
-    if parts[1] in ("answer", "saved"):
-        return parts[1]
-    return parts[3] if len(parts) > 3 else parts[1]
 
 
 def draft_quality(engine: sa.Engine, since: datetime, until: datetime) -> DraftQuality:

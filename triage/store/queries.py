@@ -336,3 +336,20 @@ def sent_with_drafts(
         .order_by(col(OutboundReply.id))
     ).all()
     return [(language, generator, draft, sent) for language, generator, draft, sent in rows]
+
+
+def sent_examples(
+    session: Session, *, language: str, kind: str, limit: int = 200
+) -> list[tuple[OutboundReply, Draft, Mention]]:
+    """The latest replies sent to mentions of this language and kind, with draft and mention."""
+    rows = session.exec(
+        select(OutboundReply, Draft, Mention)
+        .join(Draft, Draft.mention_id == OutboundReply.mention_id)
+        .join(Mention, Mention.id == OutboundReply.mention_id)
+        .join(Analysis, Analysis.mention_id == OutboundReply.mention_id)
+        .where(OutboundReply.status == ReplyStatus.SENT)
+        .where(Analysis.language == language, Analysis.kind == kind)
+        .order_by(col(OutboundReply.sent_at).desc(), col(OutboundReply.id).desc())
+        .limit(limit)
+    ).all()
+    return [(reply, draft, mention) for reply, draft, mention in rows]
