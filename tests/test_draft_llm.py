@@ -163,3 +163,11 @@ def test_the_model_is_told_where_to_move_a_customer_the_platform_cannot_dm():
     on_x = _request(rules=X)
     system, _ = build_messages(on_x, "słaba apka", render_draft(on_x), X, BrandSettings())
     assert "send it by DM" in system["content"]
+
+
+def test_the_model_knows_the_brands_sector_from_its_playbook():
+    from triage.config import Playbook
+
+    request = _request(playbook=Playbook(sector="smart-home shop"))
+    system, _ = build_messages(request, "czajnik iskrzy", render_draft(request), X, BrandSettings())
+    assert "customer care team of Kestrel, a smart-home shop." in system["content"]

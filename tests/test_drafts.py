@@ -556,3 +556,19 @@ def test_the_brands_playbook_gives_the_next_step_and_answers_saved_questions():
         )
     )
     assert "[ANSWER]" in other.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_person_at_risk_is_said_first_then_the_earlier_messages(lang):
+    from connectors.reply import ReplyRules
+
+    apologies = load_templates(lang)["apology"]
+    at_risk, again = apologies["vulnerable"], apologies["repeat_contact"]
+    intents = ("outage", "vulnerable", "repeat_contact")
+    roomy = render_draft(_request(language=lang, intents=intents, rules=ReplyRules(1000))).text
+    assert at_risk in roomy and again in roomy and roomy.index(at_risk) < roomy.index(again)
+    plain = render_draft(_request(language=lang, intents=("outage",))).text
+    # Room for one of the two: the person at risk is the one said.
+    tight = ReplyRules(max_length=len(plain) + len(at_risk) + 2)
+    one = render_draft(_request(language=lang, intents=intents, rules=tight)).text
+    assert at_risk in one and again not in one

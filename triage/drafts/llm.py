@@ -148,7 +148,12 @@ def build_messages(
         promises.append("compensation, vouchers, credits or any sum of money")
     system = "\n".join(
         [
-            f"You write replies for the customer care team of {brand.name}.",
+            f"You write replies for the customer care team of {brand.name}"
+            + (
+                f", a {request.playbook.sector}."
+                if request.playbook and request.playbook.sector
+                else "."
+            ),
             f"Write in {LANGUAGE_NAMES.get(language, language)}, as a careful native speaker "
             f"would; register: {REGISTERS.get(str(templates.get('register')), 'warm and plain')}.",
             f"Greet the customer by name ({name or 'no name known'}), acknowledge the specific "

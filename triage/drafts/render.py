@@ -247,13 +247,17 @@ def render_draft(request: DraftRequest) -> DraftText:
         topic = praise_topic(templates, request.mention_text)
         template = templates.get("praise_topics", {}).get(topic, template)
     text = _finish(fill(template, **values), request)
-    again = apologies.get("repeat_contact")
-    if request.kind == "complaint" and "repeat_contact" in intents and again:
-        # They wrote before and heard nothing: say sorry for that too, where the platform has room.
-        apology = f"{values['apology']} {again}"
+    # A person at risk is said first, then that they wrote before and heard nothing, as far as
+    # the platform has room.
+    extras = [
+        apologies[k] for k in ("vulnerable", "repeat_contact") if k in intents and k in apologies
+    ]
+    for n in range(len(extras) if request.kind == "complaint" else 0, 0, -1):
+        apology = " ".join([values["apology"], *extras[:n]])
         longer = _finish(fill(template, **{**values, "apology": apology}), request)
         if _fits(longer, request):
             text = longer
+            break
     if (
         request.kind in ("complaint", "question")
         and request.dm_instructions.strip()
