@@ -572,3 +572,30 @@ def test_a_person_at_risk_is_said_first_then_the_earlier_messages(lang):
     tight = ReplyRules(max_length=len(plain) + len(at_risk) + 2)
     one = render_draft(_request(language=lang, intents=intents, rules=tight)).text
     assert at_risk in one and again not in one
+
+
+JOURNALISTS = {
+    "en": "Writing for the Courier about the outage, deadline 5pm today: can you comment?",
+    "pl": "Piszę dla Gazety o awarii, potrzebuję komentarza do jutra do 12.",
+    "lv": "Rakstu Dienai par traucējumiem, komentārs vajadzīgs līdz rītdienai 12:00.",
+    "pt": "Escrevo para a Folha sobre a falha, preciso de um comentário até amanhã às 12h.",
+    "es": "Escribo para El Diario sobre la caída, necesito declaración antes de mañana a las 12.",
+    "de": "Ich schreibe für die Zeitung über die Störung, brauche ein Statement bis morgen 12 Uhr.",
+    "fr": "J'écris pour Le Journal sur la panne, il me faut une réaction avant demain midi.",
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_a_journalist_who_gave_a_deadline_is_not_asked_for_it_again(lang, register):
+    asked = render_draft(
+        _request(language=lang, intents=("press",), register=register, mention_text="?")
+    )
+    told = render_draft(
+        _request(
+            language=lang, intents=("press",), register=register, mention_text=JOURNALISTS[lang]
+        )
+    )
+    templates = load_templates(lang)
+    assert told.text != asked.text and told.generator == asked.generator
+    assert templates["private"]["dm"] in asked.text and templates["private"]["dm"] not in told.text

@@ -178,8 +178,11 @@ def render_draft(request: DraftRequest) -> DraftText:
     holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
+        key = holding
+        if holding == "press" and _says(templates, "press_cues", "deadline", request.mention_text):
+            key = "press_known"  # they gave their deadline: never ask for it again
         text = fill(
-            templates["holding"][holding],
+            templates["holding"][key],
             name=greeting_name(request, language, templates.get("register")),
             within=time_frame(templates, language, request.sla_seconds),
             privately=privately(templates, request),
@@ -330,6 +333,11 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def _says(templates: dict[str, Any], table: str, key: str, text: str) -> bool:
+    normal = normalise(text)
+    return any(cue_pattern(cue).search(normal) for cue in templates.get(table, {}).get(key, []))
 
 
 def saved_reply(playbook: Playbook, language: str, text: str) -> str | None:
