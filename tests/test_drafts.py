@@ -599,3 +599,30 @@ def test_a_journalist_who_gave_a_deadline_is_not_asked_for_it_again(lang, regist
     templates = load_templates(lang)
     assert told.text != asked.text and told.generator == asked.generator
     assert templates["private"]["dm"] in asked.text and templates["private"]["dm"] not in told.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "colleague"),
+    [
+        ("en", "Thank you so much to Ana from support, sorted in minutes!", "Ana"),
+        ("pl", "Dzięki Pani Kasi z infolinii wszystko załatwione!", "Pani Kasi"),
+        ("lv", "Paldies operatorei Annai, viss atrisināts!", "Annai"),
+        ("pt", "Obrigada à Carla pelo atendimento!", "Carla"),
+        ("es", "Gracias a Lucía por la ayuda!", "Lucía"),
+        ("de", "Vielen Dank an Frau Müller vom Kundenservice!", "Frau Müller"),
+        ("fr", "Merci à Mme Lefèvre, d'une humanité rare", "Mme Lefèvre"),
+    ],
+)
+def test_praise_of_a_named_colleague_thanks_and_names_them(lang, text, colleague):
+    from connectors.reply import ReplyRules
+    from triage.drafts.check import check_draft, summary
+
+    for register in (None, "formal", "informal"):
+        draft = render_draft(
+            _request(language=lang, kind="praise", mention_text=text, register=register)
+        )
+        assert colleague in draft.text, draft.text
+        findings = check_draft(
+            draft.text, language=lang, kind="praise", rules=ReplyRules(280), name="Anna"
+        )
+        assert findings == [], summary(findings)

@@ -9,6 +9,7 @@ from triage.drafts.names import (
     latvian_vocative,
     mirrored_register,
     polish_vocative,
+    praised_colleague,
     titled_name,
 )
 
@@ -86,3 +87,22 @@ def test_a_title_is_greeted_with_the_surname():
     assert titled_name("prof Anna Nowak") == "prof. Nowak"
     assert titled_name("Stefan Krüger") is None
     assert titled_name("Dr.") is None
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "colleague"),
+    [
+        ("en", "My driver Kwame noticed I'd left my laptop and drove 3 miles back!", "Kwame"),
+        ("en", "Thank you so much to Ana from support!", "Ana"),
+        ("en", "Thanks Kestrel, you rock", None),  # the brand itself
+        ("en", "Thanks for the fast delivery!", None),
+        ("fr", "Merci à Mme Lefèvre, notre gestionnaire, d'une humanité rare", "Mme Lefèvre"),
+        ("de", "Vielen Dank an Frau Müller vom Kundenservice!", "Frau Müller"),
+        ("pl", "Dzięki Pani Kasi z infolinii wszystko załatwione", "Pani Kasi"),
+        ("lv", "Paldies operatorei Annai, viss atrisināts!", "Annai"),
+        ("es", "Gracias a Lucía por la ayuda", "Lucía"),
+        ("pt", "Obrigada à Carla pelo atendimento", "Carla"),
+    ],
+)
+def test_the_colleague_a_customer_praises_is_found(language, text, colleague):
+    assert praised_colleague(text, language, "Kestrel") == colleague

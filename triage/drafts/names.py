@@ -140,3 +140,60 @@ def titled_name(author_name: str) -> str | None:
         title = words[0] if words[0].endswith(".") else f"{words[0]}."
         return f"{title} {words[-1]}"
     return None
+
+
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĒĖĘĚĢĪĮĶĻŁŃŅŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽ"
+_NAME = rf"[{_UPPER}][\w'-]+"
+
+
+# Where a praising customer names the colleague who helped, per language. The name is kept in the
+# case the words around it give, which is the case the thank-you repeats it in: Polish and Latvian
+# thank in the dative ("dzięki Pani Kasi", "paldies Jānim") and pass words on in the dative too.
+def _after(words: str, titles: str = "") -> re.Pattern[str]:
+    """A name (with its title, if any) right after one of `words`."""
+    title = rf"(?:(?:{titles}) )?" if titles else ""
+    return re.compile(rf"\b(?:{words}) ({title}{_NAME})")
+
+
+_EN_ROLES = "agent|adviser|advisor|driver|colleague|technician|nurse|rep|engineer|courier"
+_COLLEAGUE: dict[str, tuple[re.Pattern[str], ...]] = {
+    "en": (
+        _after(r"[Tt]hanks?,?(?: so much)?,? (?:to)?|[Tt]hank you(?: so much)?,?(?: to)?"),
+        _after(r"[Kk]udos(?: to)?|[Ss]hout ?out(?: to)?|[Pp]rops(?: to)?"),
+        _after(_EN_ROLES),
+        re.compile(rf"\b({_NAME}) (?:from|at) (?:your|the) (?:team|support|store|shop|helpline)"),
+    ),
+    "de": (
+        _after(r"[Dd]anke(?: an)?|[Dd]ank an", "Frau|Herrn?"),
+        _after(r"Mitarbeiter(?:in)?|Fahrer(?:in)?|Techniker(?:in)?|Berater(?:in)?", "Frau|Herrn?"),
+    ),
+    "fr": (
+        _after(r"[Mm]erci (?:à|a)", r"Mme|M\.|Madame|Monsieur"),
+        _after(r"conseill(?:er|ère)|chauffeur|technicien(?:ne)?|livreur", r"Mme|M\."),
+    ),
+    "es": (
+        _after(r"[Gg]racias a"),
+        _after(r"agente|conductor(?:a)?|técnic[oa]|asesor(?:a)?|repartidor(?:a)?"),
+    ),
+    "pt": (
+        _after(r"[Oo]brigad[oa] (?:à|ao|a|pela|pelo)"),
+        _after(r"atendente|motorista|técnic[oa]|consultor(?:a)?|entregador(?:a)?"),
+    ),
+    "pl": (_after(r"(?:[Dd]zięki|[Dd]ziękuję|[Dd]ziękujemy)(?: bardzo)?", "[Pp]ani|[Pp]anu"),),
+    "lv": (
+        _after(
+            r"[Pp]aldies(?: (?:operatorei|operatoram|kurjeram|šoferim|konsultantei|konsultantam))?"
+        ),
+    ),
+}
+
+
+def praised_colleague(text: str, language: str, brand: str = "") -> str | None:
+    """The colleague a praising customer names ("Kwame", "Mme Lefèvre", "Pani Kasi"), if any."""
+    for pattern in _COLLEAGUE.get(language, ()):
+        for match in pattern.finditer(text):
+            name = match.group(1)
+            if brand and brand.casefold() in name.casefold():
+                continue  # "thanks Kestrel" thanks the brand
+            return name
+    return None

@@ -14,7 +14,7 @@ import regex
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
 from triage.config import Playbook
-from triage.drafts.names import address, mirrored_register, titled_name
+from triage.drafts.names import address, mirrored_register, praised_colleague, titled_name
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGE = "en"
@@ -247,8 +247,14 @@ def render_draft(request: DraftRequest) -> DraftText:
     values["apology"] = apologies.get(step_key, apologies["default"])
     template = templates["templates"][request.kind]
     if request.kind == "praise":
-        topic = praise_topic(templates, request.mention_text)
-        template = templates.get("praise_topics", {}).get(topic, template)
+        colleague = praised_colleague(request.mention_text, language, request.brand)
+        named = templates.get("praise_topics", {}).get("named")
+        if colleague and named:
+            # "Kwame drove 3 miles back with my laptop": thank the customer and tell Kwame.
+            template, values["colleague"] = named, colleague
+        else:
+            topic = praise_topic(templates, request.mention_text)
+            template = templates.get("praise_topics", {}).get(topic, template)
     text = _finish(fill(template, **values), request)
     # A person at risk is said first, then that they wrote before and heard nothing, as far as
     # the platform has room.
