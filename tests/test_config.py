@@ -265,3 +265,14 @@ def test_an_inline_playbook_in_config_toml_is_checked_too(tmp_path):
     path = _write(tmp_path, '[playbook.next_steps.refund]\n"de.casual" = "x"\n')
     with pytest.raises(ConfigError, match=r"config\.toml: playbook\.next_steps: .*de\.casual"):
         load_settings(path)
+
+
+def test_opening_hours_are_checked(tmp_path):
+    path = _write(
+        tmp_path, '[playbook.hours]\nopens = "8am"\ncloses = "20:00"\ntimezone = "Mars/Base"\n'
+    )
+    problems = "\n".join(_problems(path))
+    assert "playbook.hours.opens: '8am' is not a time of day" in problems
+    assert "playbook.hours.timezone: 'Mars/Base' is not a time zone" in problems
+    good = _write(tmp_path, '[playbook.hours]\nopens = "08:00"\ncloses = "20:00"\n')
+    assert load_settings(good).playbook.hours.closes == "20:00"

@@ -542,3 +542,24 @@ def test_praise_of_a_named_colleague_thanks_and_names_them(lang, text, colleague
             draft.text, language=lang, kind="praise", rules=ReplyRules(280), name="Anna"
         )
         assert findings == [], summary(findings)
+
+
+def test_the_promised_time_counts_only_the_teams_opening_hours():
+    from datetime import UTC, datetime
+
+    from triage.config import OpeningHours
+    from triage.drafts.render import promised_seconds
+
+    riga = OpeningHours(opens="08:00", closes="20:00", timezone="Europe/Riga")  # UTC+2 in winter
+    at = lambda hh, mm=0: datetime(2026, 12, 2, hh, mm, tzinfo=UTC)  # noqa: E731
+    assert promised_seconds(at(10), 7200, None) == 7200
+    assert promised_seconds(at(10), 7200, riga) == 7200  # 12:00 in Riga: open
+    # 23:00 in Riga: the team opens at 08:00, nine hours later, then two hours.
+    assert promised_seconds(at(21), 7200, riga) == 11 * 3600
+    # 19:30 in Riga: half an hour today, an hour and a half from 08:00 tomorrow.
+    assert promised_seconds(at(17, 30), 7200, riga) == (0.5 + 12 + 1.5) * 3600
+    # 06:00 in Riga: the clock starts at 08:00.
+    assert promised_seconds(at(4), 1800, riga) == 2.5 * 3600
+    templates = load_templates("en")
+    assert time_frame(templates, "en", 10.5 * 3600) == "within 11 hours"
+    assert time_frame(templates, "en", 1800) == "within 30 minutes"

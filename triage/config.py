@@ -169,6 +169,39 @@ class SavedReply(_Section):
         return language
 
 
+class OpeningHours(_Section):
+    """When the care team answers, in its own time zone: a reply promised at 23:00 is promised
+    for after the team opens, so the draft's time frame never contradicts the hours."""
+
+    opens: str = "08:00"
+    closes: str = "20:00"
+    timezone: str = "UTC"
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if not re.fullmatch(r"(?:[01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f'{value!r} is not a time of day; expected HH:MM, e.g. "08:00"')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'{value!r} is not a time zone; expected e.g. "Europe/Riga"') from None
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> OpeningHours:
+        if self.opens >= self.closes:
+            raise ValueError(f"opens ({self.opens}) must be before closes ({self.closes})")
+        return self
+
+
 class Playbook(_Section):
     """The brand's own words for replies: `[playbook]` in config.toml, or the file that
     `[brand] playbook` names. Anything left out falls back to the sector-neutral templates."""
@@ -179,6 +212,9 @@ class Playbook(_Section):
     # The same when the customer gave their order number ({order} is it).
     known_order: dict[str, dict[str, str]] = Field(default_factory=dict)
     saved_replies: list[SavedReply] = Field(default_factory=list)
+    # When the team answers; None: around the clock. P1 cases are promised by the SLA whatever
+    # the hour (someone is on call for them).
+    hours: OpeningHours | None = None
 
     @field_validator("next_steps")
     @classmethod

@@ -29,7 +29,7 @@ from triage.drafts.learn import (
     without_sign_off,
 )
 from triage.drafts.llm import LlmDrafter
-from triage.drafts.render import DraftText, customer_greeting
+from triage.drafts.render import DraftText, customer_greeting, promised_seconds
 from triage.http import AuthError, ConnectorError
 from triage.store import Analysis, Case, Draft, Mention, session_scope
 from triage.store.queries import (
@@ -228,7 +228,7 @@ class Pipeline:
                         intents=tuple(analysis.intents or ()),
                         author_name=mention.author_name,
                         author_handle=mention.author_handle,
-                        sla_seconds=self.settings.sla.target(analysis.priority),
+                        sla_seconds=self._promised(analysis.priority),
                         brand=brand.name,
                         help_url=brand.help_url,
                         status_url=brand.status_url,
@@ -258,6 +258,13 @@ class Pipeline:
                 drafted += len(rows)
             if len(rows) < 200:
                 return drafted
+
+    def _promised(self, priority: str) -> float:
+        """The time frame a draft promises: the SLA, counted in the team's opening hours
+        (P1 is answered around the clock)."""
+        target = self.settings.sla.target(priority)
+        hours = None if priority == "P1" else self.settings.playbook.hours
+        return promised_seconds(utcnow(), target, hours)
 
     def _learned(
         self, session: Session, request: DraftRequest, kind: str, draft: DraftText

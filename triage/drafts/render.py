@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import regex
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
-from triage.config import Playbook
+from triage.config import OpeningHours, Playbook
 from triage.drafts.names import address, mirrored_register, praised_colleague, titled_name
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -112,16 +115,40 @@ def available_languages(directory: Path = TEMPLATES_DIR) -> list[str]:
 
 def time_frame(templates: dict[str, Any], language: str, seconds: float) -> str:
     """ "within 2 hours" in the language, picking minutes, hours or days to read naturally."""
+    # Rounded up: "within 10 hours" for 10 h 30 min would promise too much.
+    seconds = math.ceil(round(seconds) / 60) * 60
     if seconds < 2 * 3600 and seconds % 3600:
-        n, unit = max(1, round(seconds / 60)), "minute"
+        n, unit = max(1, seconds // 60), "minute"
     elif seconds < 2 * 86400 and seconds % 86400:
-        n, unit = round(seconds / 3600), "hour"
+        n, unit = math.ceil(seconds / 3600), "hour"
     else:
-        n, unit = round(seconds / 86400), "day"
+        n, unit = math.ceil(seconds / 86400), "day"
     forms: dict[str, str] = templates["time"][unit]
     category = plural_category(language, n)
     word = forms.get(category) or forms.get("other") or forms.get("many") or forms["one"]
     return templates["time"]["within"].format(n=n, unit=word)
+
+
+def promised_seconds(now: datetime, sla_seconds: float, hours: OpeningHours | None) -> float:
+    """How long a reply may take as the customer should be told: the SLA counted in the team's
+    opening hours ("within 2 hours" at 23:00 is 11 hours away when the team opens at 8)."""
+    if hours is None:
+        return sla_seconds
+    zone = ZoneInfo(hours.timezone)
+    local = now.astimezone(zone)
+    opens, closes = (time.fromisoformat(hours.opens), time.fromisoformat(hours.closes))
+    day = local.date()
+    start = datetime.combine(day, opens, zone)
+    end = datetime.combine(day, closes, zone)
+    if local >= end:
+        start, end = start + timedelta(days=1), end + timedelta(days=1)
+    clock = max(local, start)  # before opening, the SLA starts counting when the team opens
+    left = sla_seconds
+    while clock + timedelta(seconds=left) > end:
+        left -= (end - clock).total_seconds()
+        start, end = start + timedelta(days=1), end + timedelta(days=1)
+        clock = start
+    return (clock + timedelta(seconds=left) - local).total_seconds()
 
 
 def first_name(author_name: str | None, author_handle: str | None) -> str:
