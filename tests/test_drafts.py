@@ -358,6 +358,90 @@ def _every_next_step(lang: str, register: str | None, kinds=("complaint",)):
                 yield kind, intent, draft.text
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_without_a_name_the_greeting_stands_alone(lang, register):
+    import re
+
+    for kind, intents in [
+        ("complaint", ("delivery",)),
+        ("complaint", ("legal",)),
+        ("question", ()),
+        ("praise", ()),
+        ("feedback", ()),
+    ]:
+        text = render_draft(
+            _request(
+                language=lang,
+                kind=kind,
+                intents=intents,
+                register=register,
+                author_name=None,
+                author_handle=None,
+            )
+        ).text
+        # No "Hi , we're", "Thank you, !" or a reply opening on punctuation.
+        assert not re.search(r"\s,|,\s*[,!.?]|^[\s,.!?]", text), (kind, text)
+        named = render_draft(
+            _request(language=lang, kind=kind, intents=intents, register=register)
+        ).text
+        assert "Ann" in named and len(text) < len(named)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_a_customer_who_wrote_before_hears_sorry_for_that_too_where_it_fits(lang, register):
+    from connectors.reply import ReplyRules
+
+    templates = load_templates(lang)
+    variant = templates.get("variants", {}).get(register or "", {})
+    again = (
+        variant.get("apology", {}).get("repeat_contact") or templates["apology"]["repeat_contact"]
+    )
+    first = render_draft(_request(language=lang, intents=("delivery",), register=register))
+    repeat = render_draft(
+        _request(language=lang, intents=("delivery", "repeat_contact"), register=register)
+    )
+    assert again not in first.text and again in repeat.text
+    assert repeat.text.replace(f" {again}", "") == first.text
+    # Where the platform has no room for it, the rest of the reply stays as it was.
+    tight = ReplyRules(max_length=len(first.text) + 5)
+    squeezed = render_draft(
+        _request(
+            language=lang, intents=("delivery", "repeat_contact"), register=register, rules=tight
+        )
+    )
+    assert squeezed.text == first.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_no_dm_where_the_platform_has_no_private_messages(lang):
+    from connectors.googleplay import GooglePlayConnector
+    from connectors.x import XConnector
+
+    templates = load_templates(lang)
+    play, x = GooglePlayConnector.reply_rules, XConnector.reply_rules
+    assert play is not None and not play.private_messages and x.private_messages
+    for intent in ("delivery", "security", "legal", "press"):
+        on_x = render_draft(_request(language=lang, intents=(intent,), rules=x)).text
+        assert templates["private"]["dm"] in on_x
+        review = render_draft(
+            _request(
+                language=lang,
+                intents=(intent,),
+                rules=play,
+                links=False,
+                contact="care@kestrel.example",
+                dm_instructions="Our DMs are open 8am-8pm.",
+            )
+        ).text
+        assert "care@kestrel.example" in review, review
+        assert templates["private"]["dm"] not in review and "DMs" not in review
+        # With no contact set, the help site (named, since reviews show no links) stands in.
+        bare = render_draft(_request(language=lang, intents=(intent,), rules=play, links=False))
+        assert "help.kestrel.example" in bare.text and "https://" not in bare.text
+
+
 # "We'll check right away" beside "we'll get back to you within 8 hours" contradicts itself.
 RIGHT_AWAY = {
     "en": r"right away|immediately|straight away",
