@@ -647,3 +647,35 @@ def test_the_promised_time_counts_only_the_teams_opening_hours():
     templates = load_templates("en")
     assert time_frame(templates, "en", 10.5 * 3600) == "within 11 hours"
     assert time_frame(templates, "en", 1800) == "within 30 minutes"
+
+
+FAULTY_KETTLE = {
+    "en": ("The kettle switches itself off after ten seconds", "your kettle"),
+    "de": ("Der Wasserkocher schaltet nach zehn Sekunden ab", "Ihr Wasserkocher"),
+    "fr": ("La bouilloire s'éteint au bout de dix secondes", "votre bouilloire"),
+    "es": ("El hervidor se apaga a los diez segundos", "tu hervidor"),
+    "pt": ("A chaleira desliga sozinha depois de dez segundos", "sua chaleira"),
+    "pl": ("Czajnik wyłącza się po dziesięciu sekundach", "czajnik"),
+    "lv": ("Tējkanna izslēdzas pēc desmit sekundēm", "tējkanna"),
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_fault_report_hears_its_product_named_in_the_brands_words(lang, tmp_path):
+    from pathlib import Path
+
+    from triage.config import load_settings
+
+    book = Path(__file__).parent.parent / "examples" / "playbooks" / "smart-home.toml"
+    (tmp_path / "config.toml").write_text(f'[brand]\nplaybook = "{book}"\n', encoding="utf-8")
+    playbook = load_settings(tmp_path / "config.toml").playbook
+    text, product = FAULTY_KETTLE[lang]
+    draft = render_draft(
+        _request(language=lang, intents=("defect",), mention_text=text, playbook=playbook)
+    )
+    assert product in draft.text, draft.text
+    # Without a product the playbook knows, the apology stays general.
+    other = render_draft(
+        _request(language=lang, intents=("defect",), mention_text="broken", playbook=playbook)
+    )
+    assert product not in other.text

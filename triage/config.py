@@ -202,6 +202,25 @@ class OpeningHours(_Section):
         return self
 
 
+class Product(_Section):
+    """A product the brand sells: the words customers use for it, per language, and how a reply
+    names it ("your kettle", "Ihr Wasserkocher", "de.informal": "dein Wasserkocher")."""
+
+    cues: dict[str, list[str]]
+    say: dict[str, str]
+
+    @field_validator("cues", "say")
+    @classmethod
+    def _languages(cls, table: dict[str, Any]) -> dict[str, Any]:
+        for language in table:
+            if not _PLAYBOOK_LANGUAGE.match(language):
+                raise ValueError(
+                    f"{language!r}: expected a language of {FIRST_CLASS_LANGUAGES}, optionally "
+                    'with ".formal" or ".informal"'
+                )
+        return table
+
+
 class Playbook(_Section):
     """The brand's own words for replies: `[playbook]` in config.toml, or the file that
     `[brand] playbook` names. Anything left out falls back to the sector-neutral templates."""
@@ -212,6 +231,8 @@ class Playbook(_Section):
     # The same when the customer gave their order number ({order} is it).
     known_order: dict[str, dict[str, str]] = Field(default_factory=dict)
     saved_replies: list[SavedReply] = Field(default_factory=list)
+    # Products a fault report names back ("we're really sorry your kettle isn't working").
+    products: list[Product] = Field(default_factory=list)
     # When the team answers; None: around the clock. P1 cases are promised by the SLA whatever
     # the hour (someone is on call for them).
     hours: OpeningHours | None = None

@@ -272,6 +272,10 @@ def render_draft(request: DraftRequest) -> DraftText:
         values["next_step"] = (own_step or next_steps[step_key]).format(**values)
     apologies: dict[str, str] = templates["apology"]
     values["apology"] = apologies.get(step_key, apologies["default"])
+    product = named_product(playbook, language, register, default, request.mention_text)
+    if step_key == "defect" and product and "defect_named" in apologies:
+        # "Sorry your kettle isn't working": the thing they wrote about, in the brand's words.
+        values["apology"] = fill(apologies["defect_named"], product=product)
     template = templates["templates"][request.kind]
     if request.kind == "praise":
         colleague = praised_colleague(request.mention_text, language, request.brand)
@@ -371,6 +375,19 @@ _ORDER = re.compile(
 def _says(templates: dict[str, Any], table: str, key: str, text: str) -> bool:
     normal = normalise(text)
     return any(cue_pattern(cue).search(normal) for cue in templates.get(table, {}).get(key, []))
+
+
+def named_product(
+    playbook: Playbook, language: str, register: str | None, default: str | None, text: str
+) -> str | None:
+    """How a reply names the product the mention is about, when the playbook knows it."""
+    normal = normalise(text)
+    for product in playbook.products:
+        if any(cue_pattern(cue).search(normal) for cue in product.cues.get(language, [])):
+            if register and f"{language}.{register}" in product.say:
+                return product.say[f"{language}.{register}"]
+            return product.say.get(language) if register in (None, default) else None
+    return None
 
 
 def saved_reply(playbook: Playbook, language: str, text: str) -> str | None:
