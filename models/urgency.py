@@ -122,11 +122,55 @@ class Detail:
 
 
 @dataclass(frozen=True, slots=True)
+class CueIndex:
+    """Which cue patterns a text can match at all, by the cue's first word: only those are
+    searched (searching every cue of every intent was a fifth of the whole analysis' time)."""
+
+    exact: dict[str, tuple[tuple[int, re.Pattern[str]], ...]]  # first word -> (intent, cue)
+    prefix: dict[str, tuple[tuple[int, re.Pattern[str]], ...]]  # "refund*" -> its cues
+    always: tuple[tuple[int, re.Pattern[str]], ...]  # cues with no word ("👏", "?!")
+
+    def candidates(self, words: Iterable[str]) -> dict[int, list[re.Pattern[str]]]:
+        """The cues worth searching in a text made of `words`, per intent index."""
+        found: dict[int, list[re.Pattern[str]]] = {}
+        hits = [*self.always]
+        for word in set(words):
+            hits += self.exact.get(word, ())
+            for end in range(1, len(word) + 1):
+                hits += self.prefix.get(word[:end], ())
+        for index, pattern in hits:
+            found.setdefault(index, []).append(pattern)
+        return found
+
+
+def cue_index(intents: tuple[Intent, ...], cues: list[list[str]]) -> CueIndex:
+    exact: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+    prefix: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+    always: list[tuple[int, re.Pattern[str]]] = []
+    for index, (intent, texts) in enumerate(zip(intents, cues, strict=True)):
+        for cue, pattern in zip(texts, intent.patterns, strict=True):
+            normal = normalise(cue.strip())
+            words = _WORD.findall(normal.rstrip("*"))
+            if not words:
+                always.append((index, pattern))
+            elif len(words) == 1 and normal.endswith("*") and normal.rstrip("*").endswith(words[0]):
+                prefix.setdefault(words[0], []).append((index, pattern))
+            else:
+                exact.setdefault(words[0], []).append((index, pattern))
+    return CueIndex(
+        exact={k: tuple(v) for k, v in exact.items()},
+        prefix={k: tuple(v) for k, v in prefix.items()},
+        always=tuple(always),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class CueSet:
     language: str
     intents: tuple[Intent, ...]
     negations: tuple[re.Pattern[str], ...]
     details: tuple[Detail, ...] = ()
+    index: CueIndex | None = None
 
 
 def normalise(text: str) -> str:
@@ -152,15 +196,18 @@ def load_cues(language: str, cues_dir: Path = CUES_DIR) -> CueSet | None:
     if not path.exists():
         return None
     data = tomllib.loads(path.read_text(encoding="utf-8"))
+    cues = [
+        [c for c in spec.get("cues", []) if c.strip()] for spec in data.get("intents", {}).values()
+    ]
     intents = tuple(
         Intent(
             name=name,
             reason=spec["reason"],
             weight=float(spec.get("weight", 0)),
             escalate=bool(spec.get("escalate", False)),
-            patterns=tuple(cue_pattern(cue) for cue in spec.get("cues", []) if cue.strip()),
+            patterns=tuple(cue_pattern(cue) for cue in texts),
         )
-        for name, spec in data.get("intents", {}).items()
+        for (name, spec), texts in zip(data.get("intents", {}).items(), cues, strict=True)
     )
     negations = tuple(cue_pattern(cue) for cue in data.get("negation", {}).get("cues", []))
     details = tuple(
@@ -168,7 +215,13 @@ def load_cues(language: str, cues_dir: Path = CUES_DIR) -> CueSet | None:
         for label, phrases in data.get("details", {}).items()
         for phrase, cues in phrases.items()
     )
-    return CueSet(language=language, intents=intents, negations=negations, details=details)
+    return CueSet(
+        language=language,
+        intents=intents,
+        negations=negations,
+        details=details,
+        index=cue_index(intents, cues),
+    )
 
 
 def available_languages(cues_dir: Path = CUES_DIR) -> list[str]:
@@ -191,13 +244,16 @@ class UrgencyScorer:
     def match_intents(self, text: str, language: str) -> list[Intent]:
         """The intents whose cues occur in the text, in cue-file order, each once."""
         normal = normalise(text)
+        words = _WORD.findall(normal)
         found: dict[str, Intent] = {}
         for cue_set in self._cue_sets(language):
             negated_spans = _negation_spans(normal, cue_set.negations)
-            for intent in cue_set.intents:
+            candidates = cue_set.index.candidates(words) if cue_set.index else None
+            for number, intent in enumerate(cue_set.intents):
                 if intent.name in found:
                     continue
-                for pattern in intent.patterns:
+                patterns = intent.patterns if candidates is None else candidates.get(number, ())
+                for pattern in patterns:
                     match = pattern.search(normal)
                     while (
                         match

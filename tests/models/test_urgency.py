@@ -253,3 +253,32 @@ def test_the_head_rules_out_a_cue_word_read_out_of_context(scorer):
         scorer, smoke, model_complaint=0.1, model_probabilities=probabilities(safety=0.08)
     )
     assert doubtful.escalate
+
+
+def test_the_cue_index_finds_what_searching_every_cue_finds(scorer, monkeypatch):
+    import dataclasses
+
+    import models.urgency as urgency
+
+    texts = [
+        ("Refunded? No. Still waiting for my refund after 3 weeks!!", "en"),
+        ("great, charged twice 👏👏", "en"),
+        ("wi-fi down again?! third time I write", "en"),
+        ("Pobraliście mi dwa razy opłatę, oddajcie kasę", "pl"),
+        ("Kāds ielauzās manā kontā un mainīja e-pastu", "lv"),
+        ("not bad at all, thanks", "en"),
+        ("Mi hijo de 3 meses y sin calefacción", "es"),
+        ("Hacker haben mein Konto übernommen und bestellen auf meine Kosten", "de"),
+    ]
+    indexed = [[i.name for i in scorer.match_intents(t, lang)] for t, lang in texts]
+    assert all(indexed[:4]), indexed  # the cues do find these
+    loaded = urgency.load_cues
+    monkeypatch.setattr(
+        urgency,
+        "load_cues",
+        lambda code, cues_dir=urgency.CUES_DIR: dataclasses.replace(
+            loaded(code, cues_dir), index=None
+        ),
+    )
+    every_cue = [[i.name for i in UrgencyScorer().match_intents(t, lang)] for t, lang in texts]
+    assert indexed == every_cue
