@@ -250,12 +250,18 @@ class Playbook(_Section):
     def phrase(
         self, table: str, category: str, language: str, register: str | None, default: str | None
     ) -> str | None:
-        """The brand's text for a category in a language: the register's own ("de.informal"),
-        else the plain language's, which is written in the brand's default register."""
-        phrases = getattr(self, table).get(category, {})
-        if register and f"{language}.{register}" in phrases:
-            return phrases[f"{language}.{register}"]
-        return phrases.get(language) if register in (None, default) else None
+        """The brand's text for a category in a language and register (see `in_register`)."""
+        return in_register(getattr(self, table).get(category, {}), language, register, default)
+
+
+def in_register(
+    texts: dict[str, str], language: str, register: str | None, default: str | None
+) -> str | None:
+    """A playbook text for the language: the register's own ("de.informal"), else the plain
+    language's, which is written in the brand's default register."""
+    if register and f"{language}.{register}" in texts:
+        return texts[f"{language}.{register}"]
+    return texts.get(language) if register in (None, default) else None
 
 
 class SlaSettings(_Section):

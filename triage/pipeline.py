@@ -29,9 +29,9 @@ from triage.drafts.learn import (
     without_sign_off,
 )
 from triage.drafts.llm import LlmDrafter
-from triage.drafts.render import DraftText, customer_greeting, promised_seconds
+from triage.drafts.render import DraftText, customer_greeting, fits, promised_seconds
 from triage.http import AuthError, ConnectorError
-from triage.store import Analysis, Case, Draft, Mention, session_scope
+from triage.store import Analysis, Case, Draft, Mention, OutboundReply, session_scope
 from triage.store.queries import (
     cases_without_draft,
     count_recent_by_author,
@@ -87,8 +87,8 @@ class Pipeline:
         self._connector_factory = connector_factory
         self._drafter_factory = drafter_factory
         self._analyzer: Analyzer | None = None
-        # Embeddings of mentions whose replies are examples for new drafts (triage/drafts/learn).
-        self._example_embeddings: dict[int, np.ndarray] = {}
+        # Sent replies as examples for new drafts (triage/drafts/learn), by reply id.
+        self._examples: dict[int, tuple[str, Example] | None] = {}
         self._analyzer_lock = threading.Lock()
         # Connectors run in parallel threads; analysis runs one batch at a time.
         self._process_lock = threading.Lock()
@@ -220,6 +220,7 @@ class Pipeline:
         while True:
             with session_scope(self.engine) as session:
                 rows = cases_without_draft(session, limit=200)
+                sent: dict[tuple[str, str], list[tuple[str, Example]]] = {}
                 for _case, mention, analysis in rows:
                     rules = _reply_rules_of(self.settings, mention.source)
                     request = DraftRequest(
@@ -243,7 +244,7 @@ class Pipeline:
                         rules=rules,
                     )
                     draft = render_draft(request)
-                    draft = self._learned(session, request, analysis.kind, draft)
+                    draft = self._learned(session, request, analysis.kind, draft, sent)
                     if drafter is not None:
                         draft = drafter.draft(request, mention.text, draft, rules)
                     session.add(
@@ -267,32 +268,25 @@ class Pipeline:
         return promised_seconds(utcnow(), target, hours)
 
     def _learned(
-        self, session: Session, request: DraftRequest, kind: str, draft: DraftText
+        self,
+        session: Session,
+        request: DraftRequest,
+        kind: str,
+        draft: DraftText,
+        sent: dict[tuple[str, str], list[tuple[str, Example]]],
     ) -> DraftText:
         """The draft, or the closest reply an agent edited and sent for a similar mention (same
-        language, kind and draft category), made out to this customer."""
+        language, kind and draft category), made out to this customer. `sent` holds the examples
+        per (language, kind) for one drafting batch, so the store is read once per batch."""
+        key = (draft.language, kind)
+        if key not in sent:
+            sent[key] = [
+                example
+                for reply, old_draft, old in sent_examples(session, language=key[0], kind=kind)
+                if (example := self._example(request, reply, old_draft, old)) is not None
+            ]
         category = draft_category(draft.generator)
-        brand = self.settings.brand
-        examples: list[Example] = []
-        for reply, old_draft, old in sent_examples(session, language=draft.language, kind=kind):
-            if draft_category(old_draft.generator) != category:
-                continue
-            if edit_class(old_draft.text, reply.text) == "unedited":
-                continue  # nothing learnt: the template says it already
-            customer = replace(
-                request,
-                author_name=old.author_name,
-                author_handle=old.author_handle,
-                mention_text=old.text,
-            )
-            examples.append(
-                Example(
-                    reply_id=reply.id or 0,
-                    sent=without_sign_off(reply.text, brand.sign_off, brand.name),
-                    customer=Customer(customer_greeting(customer), old.author_handle, old.text),
-                    embedding=self._embedding(old.id or 0, old.text),
-                )
-            )
+        examples = [example for of, example in sent[key] if of == category]
         if not examples:
             return draft
         found = nearest(self._embed([request.mention_text])[0], examples)
@@ -301,9 +295,7 @@ class Pipeline:
         example, score = found
         me = Customer(customer_greeting(request), request.author_handle, request.mention_text)
         text = personalise(example, me)
-        if text is None or (
-            request.rules and not request.rules.length(text) <= request.rules.max_length
-        ):
+        if text is None or not fits(text, request):
             return draft
         note = (
             f"Starts from reply {example.reply_id}, which an agent edited and sent for a similar "
@@ -316,13 +308,33 @@ class Pipeline:
             note=f"{draft.note} {note}" if draft.note else note,
         )
 
-    def _embedding(self, mention_id: int, text: str) -> np.ndarray:
-        """The encoder's embedding of an earlier mention, computed once per process."""
-        cached = self._example_embeddings.get(mention_id)
-        if cached is None:
-            cached = self._embed([text])[0]
-            self._example_embeddings[mention_id] = cached
-        return cached
+    def _example(
+        self, request: DraftRequest, reply: OutboundReply, old_draft: Draft, old: Mention
+    ) -> tuple[str, Example] | None:
+        """A sent reply as an example (its draft's category with it), worked out once per
+        process: None when the agent sent the draft unedited (nothing to learn from)."""
+        reply_id = reply.id or 0
+        if reply_id not in self._examples:
+            example = None
+            if edit_class(old_draft.text, reply.text) != "unedited":
+                brand = self.settings.brand
+                customer = replace(
+                    request,
+                    author_name=old.author_name,
+                    author_handle=old.author_handle,
+                    mention_text=old.text,
+                )
+                example = (
+                    draft_category(old_draft.generator),
+                    Example(
+                        reply_id=reply_id,
+                        sent=without_sign_off(reply.text, brand.sign_off, brand.name),
+                        customer=Customer(customer_greeting(customer), old.author_handle, old.text),
+                        embedding=self._embed([old.text])[0],
+                    ),
+                )
+            self._examples[reply_id] = example
+        return self._examples[reply_id]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.analyzer.sentiment.encoder.embed(texts), dtype=np.float32)

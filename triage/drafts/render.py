@@ -6,6 +6,7 @@ import functools
 import math
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import regex
 
 from connectors.reply import ReplyRules
 from models.urgency import cue_pattern, normalise
-from triage.config import OpeningHours, Playbook
+from triage.config import OpeningHours, Playbook, in_register
 from triage.drafts.names import address, mirrored_register, praised_colleague, titled_name
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -162,13 +163,18 @@ def first_name(author_name: str | None, author_handle: str | None) -> str:
     return ""
 
 
+def addressed(templates: dict[str, Any], request: DraftRequest, language: str) -> dict[str, Any]:
+    """The templates in the register the reply uses: the customer's own form of address when
+    their words show it ("Können Sie..." -> Sie), else the brand's default."""
+    register = mirrored_register(request.mention_text, language) or request.register
+    return with_register(templates, register)
+
+
 def customer_greeting(request: DraftRequest) -> str:
     """The name the draft for `request` greets its customer with (as render_draft does)."""
     language = request.language if load_templates(request.language) else FALLBACK_LANGUAGE
-    templates = load_templates(language) or {}
-    register = mirrored_register(request.mention_text, language) or request.register
-    effective = with_register(templates, register).get("register") if templates else register
-    return greeting_name(request, language, effective)
+    templates = addressed(load_templates(language) or {}, request, language)
+    return greeting_name(request, language, templates.get("register"))
 
 
 def greeting_name(request: DraftRequest, language: str, register: str | None) -> str:
@@ -198,15 +204,14 @@ def render_draft(request: DraftRequest) -> DraftText:
             "this draft is in English; consider replying in their language."
         )
         language = FALLBACK_LANGUAGE
-    # The customer's own form of address wins over the brand's default ("Können Sie..." -> Sie).
-    register = mirrored_register(request.mention_text, language) or request.register
-    templates = with_register(templates, register)
+    templates = addressed(templates, request, language)
     intents = tuple(dict.fromkeys(TEMPLATE_OF.get(i, i) for i in request.intents))
     holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
         key = holding
-        if holding == "press" and _says(templates, "press_cues", "deadline", request.mention_text):
+        deadline = templates.get("press_cues", {}).get("deadline", [])
+        if holding == "press" and says(deadline, request.mention_text):
             key = "press_known"  # they gave their deadline: never ask for it again
         text = fill(
             templates["holding"][key],
@@ -295,7 +300,7 @@ def render_draft(request: DraftRequest) -> DraftText:
     for n in range(len(extras) if request.kind == "complaint" else 0, 0, -1):
         apology = " ".join([values["apology"], *extras[:n]])
         longer = _finish(fill(template, **{**values, "apology": apology}), request)
-        if _fits(longer, request):
+        if fits(longer, request):
             text = longer
             break
     if (
@@ -304,7 +309,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         and _dms(request)
     ):
         longer = f"{text} {_finish(request.dm_instructions, request)}"
-        if _fits(longer, request):
+        if fits(longer, request):
             text = longer
     if "safety" in intents:
         lead = "Safety risk: a lead should approve this reply."
@@ -347,7 +352,8 @@ def privately(templates: dict[str, Any], request: DraftRequest) -> str:
     return phrases[kind].format(contact=contact)
 
 
-def _fits(text: str, request: DraftRequest) -> bool:
+def fits(text: str, request: DraftRequest) -> bool:
+    """Whether the text fits the platform the request's reply goes to."""
     rules = request.rules
     return rules is None or rules.length(text) <= rules.max_length
 
@@ -372,38 +378,34 @@ _ORDER = re.compile(
 )
 
 
-def _says(templates: dict[str, Any], table: str, key: str, text: str) -> bool:
+def says(cues: Iterable[str], text: str) -> bool:
+    """Whether any of the cues (matched as models/urgency.py matches them) occurs in the text."""
     normal = normalise(text)
-    return any(cue_pattern(cue).search(normal) for cue in templates.get(table, {}).get(key, []))
+    return any(cue_pattern(cue).search(normal) for cue in cues)
 
 
 def named_product(
     playbook: Playbook, language: str, register: str | None, default: str | None, text: str
 ) -> str | None:
     """How a reply names the product the mention is about, when the playbook knows it."""
-    normal = normalise(text)
     for product in playbook.products:
-        if any(cue_pattern(cue).search(normal) for cue in product.cues.get(language, [])):
-            if register and f"{language}.{register}" in product.say:
-                return product.say[f"{language}.{register}"]
-            return product.say.get(language) if register in (None, default) else None
+        if says(product.cues.get(language, []), text):
+            return in_register(product.say, language, register, default)
     return None
 
 
 def saved_reply(playbook: Playbook, language: str, text: str) -> str | None:
     """The brand's saved answer whose cue words occur in the question, first match wins."""
-    normal = normalise(text)
     for saved in playbook.saved_replies:
-        if saved.language == language and any(cue_pattern(c).search(normal) for c in saved.cues):
+        if saved.language == language and says(saved.cues, text):
             return saved.answer
     return None
 
 
 def praise_topic(templates: dict[str, Any], text: str) -> str | None:
     """What the customer praised (support, delivery, app, product), by the language's cues."""
-    normal = normalise(text)
     for topic, cues in templates.get("praise_cues", {}).items():
-        if any(cue_pattern(cue).search(normal) for cue in cues):
+        if says(cues, text):
             return str(topic)
     return None
 
