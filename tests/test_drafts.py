@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.reply import ReplyRules
+from triage.config import Playbook
 from triage.drafts import DraftRequest, render_draft
 from triage.drafts.names import address, mirrored_register
 from triage.drafts.render import load_templates, plural_category, time_frame
@@ -93,6 +95,79 @@ def test_a_risk_decides_the_next_step_else_what_the_mention_is_most_about():
     assert "bill" not in late.text
     charged = render_draft(_request(intents=("billing", "delivery")))
     assert charged.generator == "template:complaint:en:billing"
+
+
+def test_takeover_phishing_and_fraud_each_get_their_own_step():
+    takeover = render_draft(_request(intents=("login", "account_takeover", "vulnerable")))
+    assert takeover.generator == "template:complaint:en:account_takeover"
+    assert "got into your account" in takeover.text and "bank" in takeover.text
+    # Someone asking whether a mail is really the brand has lost nothing yet: no "sorry",
+    # no password change unless they clicked, and the reassurance that we never ask.
+    phishing = render_draft(_request(intents=("question", "phishing")))
+    assert phishing.generator == "template:complaint:en:phishing"
+    assert "never ask for your password" in phishing.text and "sorry" not in phishing.text
+    fraud = render_draft(_request(intents=("billing", "fraud")))
+    assert fraud.generator == "template:complaint:en:fraud"
+    assert "didn't make" in fraud.text and "never your card details" in fraud.text
+    # A risk to money or the account comes before the likelier intent, as safety does.
+    assert render_draft(_request(intents=("delivery", "fraud"))).generator.endswith(":fraud")
+
+
+@pytest.mark.parametrize(
+    ("intents", "words"),
+    [
+        (("privacy",), "data protection team"),
+        (("accessibility",), "accessibility team"),
+        (("service",), "how you were treated"),
+        # Churn has no step of its own: the general one, after its own first sentence.
+        (("churn",), "put this right before you go"),
+        (("churn", "delivery"), "courier"),
+    ],
+)
+def test_data_requests_access_barriers_treatment_and_churn_are_answered_as_such(intents, words):
+    draft = render_draft(_request(intents=intents))
+    assert words in draft.text, draft.text
+    assert "sorry about the trouble with your bill" not in draft.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize(
+    "intent", ["account_takeover", "phishing", "fraud", "privacy", "accessibility", "service"]
+)
+def test_each_language_has_its_own_words_for_the_new_categories(lang, intent):
+    draft = render_draft(_request(language=lang, intents=(intent,), contact="help@kestrel.example"))
+    assert draft.generator == f"template:complaint:{lang}:{intent}"
+    templates = load_templates(lang)
+    assert templates["apology"][intent].split()[-1].rstrip(".!") in draft.text
+    assert draft.text != render_draft(_request(language=lang, intents=("login",))).text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "App keeps crashing. I've already reinstalled it twice and restarted my phone.",
+        "tried everything, still no heating",
+        "Turned it off and on again, nothing",
+    ],
+)
+def test_what_the_customer_already_tried_is_acknowledged_when_it_fits(text):
+    draft = render_draft(_request(intents=("defect",), mention_text=text))
+    assert "won't ask you to repeat them" in draft.text
+    plain = render_draft(_request(intents=("defect",), mention_text="App keeps crashing."))
+    assert "repeat them" not in plain.text
+    # Last in line: on a platform without room it goes first, the apology and step stay.
+    tight = ReplyRules(max_length=220, private_messages=False)
+    short = render_draft(_request(intents=("defect",), mention_text=text, rules=tight))
+    assert "repeat them" not in short.text and "sorry" in short.text
+
+
+def test_a_brand_security_step_answers_takeover_and_fraud_but_not_phishing():
+    own = "We have locked the account; call your bank to block the card."
+    playbook = Playbook(next_steps={"security": {"en": own}})
+    for intent in ("account_takeover", "fraud"):
+        assert own in render_draft(_request(intents=(intent,), playbook=playbook)).text
+    phishing = render_draft(_request(intents=("phishing",), playbook=playbook))
+    assert own not in phishing.text and "never ask" in phishing.text
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

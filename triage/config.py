@@ -127,7 +127,8 @@ class BrandSettings(_Section):
 
 # What a draft's next step is about (triage/drafts/templates/<lang>.toml [next_steps]).
 DRAFT_CATEGORIES = (
-    "default", "billing", "refund", "delivery", "outage", "login", "security", "defect", "safety"
+    "default", "billing", "refund", "delivery", "outage", "login", "security", "defect", "safety",
+    "account_takeover", "phishing", "fraud", "privacy", "accessibility", "service", "churn",
 )  # fmt: skip
 PLAYBOOK_FIELDS = {"privately", "help_url", "status_url", "brand"}
 _PLAYBOOK_LANGUAGE = re.compile(

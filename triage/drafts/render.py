@@ -25,12 +25,15 @@ FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "feedback", "praise")
 # Intents answered only with a holding reply, in this order, and how the note names them.
 HOLDING = {"legal": "legal threat", "press": "press inquiry"}
-# Intents of the taxonomy (models/labels.py) answered with another intent's templates.
-TEMPLATE_OF = {"account_takeover": "security", "phishing": "security", "fraud": "security"}
+# A brand's playbook step for account security also answers a takeover or a charge the customer
+# did not make (not phishing: someone asking "is this mail really you?" has lost nothing yet).
+# Sentences said after the apology when they fit, in this order.
+EXTRAS = ("vulnerable", "repeat_contact", "tried")
+PLAYBOOK_FALLBACK = {"account_takeover": "security", "fraud": "security"}
 # A risk to the person or their money decides the next step whatever else the mention is about;
 # otherwise the intent the mention is most about does (intents come likeliest first), so a weak
 # billing word does not turn a late delivery into an apology for the bill.
-FIRST_STEPS = ("safety", "security")
+FIRST_STEPS = ("safety", "account_takeover", "fraud", "phishing", "security")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +107,8 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
     if not variant or register == templates.get("register"):
         return templates
     merged = dict(templates, register=register)
-    tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold", "private")
-    for table in (*tables, "praise_topics"):
+    tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold")
+    for table in (*tables, "private", "time", "praise_topics"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -205,7 +208,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         )
         language = FALLBACK_LANGUAGE
     templates = addressed(templates, request, language)
-    intents = tuple(dict.fromkeys(TEMPLATE_OF.get(i, i) for i in request.intents))
+    intents = request.intents
     holding = next((i for i in HOLDING if i in intents), None)
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
@@ -270,13 +273,23 @@ def render_draft(request: DraftRequest) -> DraftText:
     default = request.register or (load_templates(language) or {}).get("register")
     own_known = playbook.phrase("known_order", step_key, language, register, default)
     own_step = playbook.phrase("next_steps", step_key, language, register, default)
+    if own_step is None and step_key in PLAYBOOK_FALLBACK:
+        own_step = playbook.phrase(
+            "next_steps", PLAYBOOK_FALLBACK[step_key], language, register, default
+        )
     if order and (own_known or (step_key in known and not own_step)):
         # They told us the order number: say it back, and never ask for it again.
         values["next_step"] = (own_known or known[step_key]).format(**values, order=order)
     else:
         values["next_step"] = (own_step or next_steps[step_key]).format(**values)
     apologies: dict[str, str] = templates["apology"]
-    values["apology"] = apologies.get(step_key, apologies["default"])
+    # Churn or how they were treated has no step of its own but its own first sentence.
+    apology_key = (
+        step_key
+        if step_key != "default"
+        else next((i for i in ranked if i in apologies and i not in EXTRAS), "default")
+    )
+    values["apology"] = apologies.get(apology_key, apologies["default"])
     product = named_product(playbook, language, register, default, request.mention_text)
     if step_key == "defect" and product and "defect_named" in apologies:
         # "Sorry your kettle isn't working": the thing they wrote about, in the brand's words.
@@ -292,11 +305,11 @@ def render_draft(request: DraftRequest) -> DraftText:
             topic = praise_topic(templates, request.mention_text)
             template = templates.get("praise_topics", {}).get(topic, template)
     text = _finish(fill(template, **values), request)
-    # A person at risk is said first, then that they wrote before and heard nothing, as far as
-    # the platform has room.
-    extras = [
-        apologies[k] for k in ("vulnerable", "repeat_contact") if k in intents and k in apologies
-    ]
+    # A person at risk is said first, then that they wrote before and heard nothing, then that
+    # they already tried the obvious fixes, as far as the platform has room.
+    tried = says(templates.get("tried_cues", {}).get("tried", []), request.mention_text)
+    shown = {*intents, *(["tried"] if tried else [])}
+    extras = [apologies[k] for k in EXTRAS if k in shown and k in apologies]
     for n in range(len(extras) if request.kind == "complaint" else 0, 0, -1):
         apology = " ".join([values["apology"], *extras[:n]])
         longer = _finish(fill(template, **{**values, "apology": apology}), request)
