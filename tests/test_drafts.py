@@ -161,6 +161,30 @@ def test_what_the_customer_already_tried_is_acknowledged_when_it_fits(text):
     assert "repeat them" not in short.text and "sorry" in short.text
 
 
+@pytest.mark.parametrize(
+    ("lang", "tried", "not_tried"),
+    [
+        ("pl", "Zrestartowałam router trzy razy i dalej nic.", "Router sam się zrestartował."),
+        ("lv", "Rūteri jau restartēju trīs reizes!", "Telefons pats restartējas."),
+        ("pt", "Já reinstalei duas vezes e nada!", "Como faço para reiniciar o router?"),
+        ("es", "Ya reinicié el router tres veces.", "El router se reinicia solo."),
+        ("de", "Ich hab echt alles probiert.", "Router hat sich neu gestartet."),
+        ("fr", "J'ai déjà redémarré trois fois !!", "La box a redémarré toute seule."),
+    ],
+)
+def test_each_language_acknowledges_what_was_already_tried(lang, tried, not_tried):
+    roomy = ReplyRules(max_length=500)
+    said = load_templates(lang)["apology"]["tried"]
+    draft = render_draft(
+        _request(language=lang, intents=("defect",), mention_text=tried, rules=roomy)
+    )
+    assert said in draft.text
+    other = render_draft(
+        _request(language=lang, intents=("defect",), mention_text=not_tried, rules=roomy)
+    )
+    assert said not in other.text
+
+
 def test_a_brand_security_step_answers_takeover_and_fraud_but_not_phishing():
     own = "We have locked the account; call your bank to block the card."
     playbook = Playbook(next_steps={"security": {"en": own}})
