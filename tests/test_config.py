@@ -276,3 +276,49 @@ def test_opening_hours_are_checked(tmp_path):
     assert "playbook.hours.timezone: 'Mars/Base' is not a time zone" in problems
     good = _write(tmp_path, '[playbook.hours]\nopens = "08:00"\ncloses = "20:00"\n')
     assert load_settings(good).playbook.hours.closes == "20:00"
+
+
+def test_slack_routes_are_read_and_their_errors_name_file_and_key(tmp_path):
+    good = """
+[slack]
+care_channel = "C0CARE0001"
+
+[[slack.routes]]
+channel = "C0POLISH01"
+languages = ["pl"]
+
+[[slack.routes]]
+channel = "C0APPTEAM1"
+sources = ["play"]
+intents = ["defect", "accessibility"]
+
+[[connectors]]
+name = "play"
+type = "file"
+options = { path = "x.jsonl" }
+"""
+    slack = load_settings(_write(tmp_path, good), env={}).slack
+    assert slack.channel_for("pl", "play", ["defect"], "P3") == "C0POLISH01"
+    assert slack.channel_for("en", "play", ["billing", "defect"], "P2") == "C0APPTEAM1"
+    assert slack.channel_for("en", "play", ["billing"], "P2") == "C0CARE0001"
+    assert slack.channel_for("en", "reddit", ["defect"], "P2") == "C0CARE0001"
+
+    bad = good.replace('"C0POLISH01"', '"#polish"').replace('"accessibility"', '"hacked"')
+    bad = bad.replace('sources = ["play"]', 'sources = ["appstore"]')
+    problems = _problems(_write(tmp_path, bad))
+    text = "\n".join(problems)
+    assert "config.toml" in text
+    assert "slack.routes[0].channel" in text and "'#polish' is not a channel id" in text
+    assert "slack.routes[1].intents" in text and "'hacked'" in text
+
+    unknown_source = good.replace('sources = ["play"]', 'sources = ["appstore"]')
+    [problem] = _problems(_write(tmp_path, unknown_source))
+    assert "slack.routes[1].sources: ['appstore'] are not connector names" in problem
+
+    everything = good.replace('languages = ["pl"]', "")
+    [problem] = _problems(_write(tmp_path, everything))
+    assert "slack.routes[0]" in problem and "matches every case" in problem
+
+    no_default = good.replace('care_channel = "C0CARE0001"', "")
+    [problem] = _problems(_write(tmp_path, no_default))
+    assert "slack" in problem and "routes need care_channel" in problem

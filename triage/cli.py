@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -261,7 +262,7 @@ def run(config: ConfigOption = None) -> None:
     from triage.reports.post import reports_cycle
     from triage.reports.spikes import spikes_cycle
     from triage.scheduler import ConnectorScheduler
-    from triage.slack.bot import build_bot, notify_cycle
+    from triage.slack.bot import build_bot
     from triage.slack.transport import run_socket_mode
 
     settings = _settings(config)
@@ -275,7 +276,9 @@ def run(config: ConfigOption = None) -> None:
     if bot is None:
         log.info("Slack is not configured ([slack] bot_token and care_channel): no cards")
     else:
-        scheduler.every(NOTIFY_SECONDS, "slack", lambda: notify_cycle(bot.notifier))
+        # Each cycle posts cards as cases come for most of NOTIFY_SECONDS: back to back.
+        cycle = partial(bot.notifier.cycle, budget=0.9 * NOTIFY_SECONDS)
+        scheduler.every(NOTIFY_SECONDS, "slack", cycle)
         register_reports(bot)
         scheduler.every(
             REPORT_CHECK_SECONDS, "reports", lambda: reports_cycle(engine, settings, bot.client)

@@ -11,6 +11,7 @@ import os
 import re
 import string
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.labels import LABELS
 from models.urgency import UrgencyWeights
 
 FIRST_CLASS_LANGUAGES = ("en", "pl", "lv", "pt", "es", "de", "fr")
@@ -361,6 +363,67 @@ _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 _USER_OR_GROUP_ID = re.compile(r"^[UWS][A-Z0-9]{6,}$")
 
 
+# What a route may name: the intents and modifiers of the taxonomy, and the cue lists' "security".
+ROUTABLE_INTENTS = (*LABELS, "security")
+
+
+class SlackRoute(_Section):
+    """Cases that match every criterion given (any of a list's values) go to `channel`."""
+
+    channel: str
+    languages: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    intents: list[str] = Field(default_factory=list)
+    priorities: list[Literal["P1", "P2", "P3", "P4"]] = Field(default_factory=list)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str) -> str:
+        return _check_channel(value)
+
+    @field_validator("languages")
+    @classmethod
+    def _iso_codes(cls, languages: list[str]) -> list[str]:
+        bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
+        if bad:
+            raise ValueError(f'{bad} are not ISO 639-1 codes; expected two letters such as "pl"')
+        return languages
+
+    @field_validator("intents")
+    @classmethod
+    def _intents(cls, intents: list[str]) -> list[str]:
+        bad = [intent for intent in intents if intent not in ROUTABLE_INTENTS]
+        if bad:
+            raise ValueError(f"{bad}: unknown intent; use any of {list(ROUTABLE_INTENTS)}")
+        return intents
+
+    @model_validator(mode="after")
+    def _says_what(self) -> SlackRoute:
+        if not (self.languages or self.sources or self.intents or self.priorities):
+            raise ValueError(
+                f"the route to {self.channel} matches every case; give languages, sources, "
+                "intents or priorities (the default channel is [slack] care_channel)"
+            )
+        return self
+
+    def matches(self, language: str, source: str, intents: Iterable[str], priority: str) -> bool:
+        return (
+            (not self.languages or language in self.languages)
+            and (not self.sources or source in self.sources)
+            and (not self.intents or bool(set(self.intents) & set(intents)))
+            and (not self.priorities or priority in self.priorities)
+        )
+
+
+def _check_channel(value: str) -> str:
+    if not _CHANNEL_ID.match(value):
+        raise ValueError(
+            f"{value!r} is not a channel id; expected an id such as C0123ABCD "
+            "(in Slack: the channel's name > About > Channel ID at the bottom)"
+        )
+    return value
+
+
 class SlackSettings(_Section):
     bot_token: str | None = None
     app_token: str | None = None
@@ -378,15 +441,30 @@ class SlackSettings(_Section):
     post_interval: Duration = 1.0
     api_url: str = "https://slack.com/api/"
 
+    # Cases to other channels by language, source, intent or priority; first match wins, the
+    # rest go to care_channel. Each channel is paced on its own.
+    routes: list[SlackRoute] = Field(default_factory=list)
+
     @field_validator("care_channel", "escalation_channel", "reports_channel")
     @classmethod
     def _channel_id(cls, value: str | None) -> str | None:
-        if value is not None and not _CHANNEL_ID.match(value):
-            raise ValueError(
-                f"{value!r} is not a channel id; expected an id such as C0123ABCD "
-                "(in Slack: the channel's name > About > Channel ID at the bottom)"
-            )
-        return value
+        return value if value is None else _check_channel(value)
+
+    @model_validator(mode="after")
+    def _default_channel(self) -> SlackSettings:
+        if self.routes and not self.care_channel:
+            raise ValueError("routes need care_channel: the channel for cases no route matches")
+        return self
+
+    def channel_for(
+        self, language: str, source: str, intents: Iterable[str], priority: str
+    ) -> str | None:
+        """The channel a case's card goes to: the first matching route's, else care_channel."""
+        intents = list(intents)
+        for route in self.routes:
+            if route.matches(language, source, intents, priority):
+                return route.channel
+        return self.care_channel
 
     @field_validator("oncall_group", "leads_group")
     @classmethod
@@ -495,6 +573,13 @@ class Settings(_Section):
             if connector.name in seen:
                 raise ValueError(f"connector name {connector.name!r} is used twice")
             seen.add(connector.name)
+        for index, route in enumerate(self.slack.routes):
+            unknown = [source for source in route.sources if source not in seen]
+            if unknown:
+                raise ValueError(
+                    f"slack.routes[{index}].sources: {unknown} are not connector names; "
+                    f"configured: {sorted(seen)}"
+                )
         return self
 
     def enabled_connectors(self) -> list[ConnectorSettings]:

@@ -69,6 +69,10 @@ PRIORITY_RANK = {"P1": 0, "P2": 1000, "P3": 2000, "P4": 3000}
 SLA_REMINDER_SHARE = 0.75
 # Card updates, thread replies and ephemerals go before new cards: someone is waiting for them.
 UPDATE_RANK = -1
+# How many of the worst due rows are looked at to find one whose channel may post now.
+NEXT_WINDOW = 50
+# While no card waits, how often the notify cycle looks for new cases.
+IDLE_SECONDS = 0.5
 
 
 class NotConfirmed(Exception):
@@ -108,13 +112,17 @@ class Notifier:
 
     def enqueue_cards(self, *, limit: int = 100) -> int:
         """Queue a card for every new case not queued yet; return how many."""
-        channel = self.settings.slack.care_channel
-        if not channel:
+        slack = self.settings.slack
+        if not slack.care_channel:
             return 0
-        escalation = self.settings.slack.escalation_channel
+        escalation = slack.escalation_channel
         queued = 0
         with session_scope(self.engine) as session:
             for case, mention, analysis, draft in cases_to_notify(session, limit=limit):
+                channel = slack.channel_for(
+                    analysis.language, mention.source, analysis.intents or (), analysis.priority
+                )
+                assert channel is not None  # care_channel is the default
                 payload = {
                     **self.card_payload(case, mention, analysis, draft),
                     "unfurl_links": False,
@@ -323,19 +331,44 @@ class Notifier:
             )
         return queued
 
-    def flush(self, *, limit: int = 200) -> int:
-        """Send pending outbox rows, lowest rank first; return how many went out."""
+    def flush(self, *, limit: int = 200, budget: float | None = None, refill: bool = False) -> int:
+        """Send pending outbox rows, the worst waiting one next each time, so a P1 queued
+        meanwhile goes before the P3s already waiting; stop after `limit` sends or `budget`
+        seconds. With `refill`, new cases become cards between sends. Returns how many went out."""
+        started = self._monotonic()
         sent = 0
-        for row_id in self._due(limit):
+        passed: set[int] = set()  # rows this flush could not send: tried again next flush
+        while sent < limit and (budget is None or self._monotonic() - started < budget):
+            if refill:
+                self.enqueue_cards()
+            row_id = self._next_due(passed)
+            if row_id is None:
+                break
             if self._send(row_id):
                 sent += 1
+            else:
+                passed.add(row_id)
         return sent
 
-    def _due(self, limit: int) -> list[int]:
+    def cycle(self, *, budget: float, idle: float = IDLE_SECONDS) -> int:
+        """The notify stage for about `budget` seconds: SLA reminders, then cards as cases come
+        (looking for new ones every `idle` seconds while nothing waits); returns cards sent."""
+        started = self._monotonic()
+        self.check_sla()
+        sent = 0
+        while (left := budget - (self._monotonic() - started)) > 0:
+            went = self.flush(budget=left, refill=True)
+            sent += went
+            if not went:
+                self._sleep(min(idle, left))
+        return sent
+
+    def _next_due(self, passed: set[int]) -> int | None:
+        """The worst due row whose channel may post now, else the worst due row (paced)."""
         stale = utcnow() - LEASE
         with session_scope(self.engine) as session:
             statement = (
-                select(SlackMessage.id)
+                select(SlackMessage.id, SlackMessage.channel)
                 .where(
                     sa.or_(
                         col(SlackMessage.status) == OutboxStatus.PENDING,
@@ -343,12 +376,17 @@ class Notifier:
                             col(SlackMessage.status) == OutboxStatus.SENDING,
                             col(SlackMessage.attempt_at) < stale,
                         ),
-                    )
+                    ),
+                    col(SlackMessage.id).not_in(passed),
                 )
                 .order_by(col(SlackMessage.rank), col(SlackMessage.id))
-                .limit(limit)
+                .limit(NEXT_WINDOW)
             )
-            return [row_id for row_id in session.exec(statement).all() if row_id is not None]
+            rows = [(row_id, channel) for row_id, channel in session.exec(statement).all()]
+        # Channels are paced apart: a channel that may post now does not wait behind another.
+        now = self._monotonic()
+        ready = next((row_id for row_id, channel in rows if self._wait(channel, now) <= 0), None)
+        return ready if ready is not None else (rows[0][0] if rows else None)
 
     def _send(self, row_id: int) -> bool:
         row = self._claim(row_id)
@@ -519,11 +557,12 @@ class Notifier:
                 stored.error = error[:2000]
                 session.add(stored)
 
-    def _pace(self, channel: str) -> None:
+    def _wait(self, channel: str, now: float) -> float:
         last = self._last_post.get(channel)
-        if last is None:
-            return
-        wait = self.settings.slack.post_interval - (self._monotonic() - last)
+        return 0.0 if last is None else self.settings.slack.post_interval - (now - last)
+
+    def _pace(self, channel: str) -> None:
+        wait = self._wait(channel, self._monotonic())
         if wait > 0:
             self._sleep(wait)
 

@@ -32,6 +32,8 @@ def add_case(
     platform: str = "file",
     escalate: bool = False,
     draft: str | None = "Hi, sorry about that.",
+    language: str = "en",
+    intents: tuple[str, ...] = ("billing",),
 ) -> int:
     """Store a mention with its analysis, draft and a new case; return the case id."""
     with session_scope(engine) as session:
@@ -51,14 +53,14 @@ def add_case(
         session.add(
             Analysis(
                 mention_id=mention.id,
-                language="en",
+                language=language,
                 sentiment="negative",
                 p_negative=0.9,
                 p_neutral=0.08,
                 p_positive=0.02,
                 complaint_probability=0.8,
                 kind="complaint",
-                intents=["billing"],
+                intents=list(intents),
                 urgency=urgency,
                 priority=priority,
                 escalate=escalate,

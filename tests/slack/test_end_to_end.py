@@ -15,7 +15,7 @@ from connectors.registry import build_connector
 from tests.slack.conftest import CARE, SENDER
 from triage.config import Settings
 from triage.pipeline import Pipeline
-from triage.slack.bot import SlackBot, notify_cycle
+from triage.slack.bot import SlackBot
 from triage.slack.cards import APPROVE
 from triage.slack.client import make_slack_client
 from triage.store import Case, CaseStatus, Mention, OutboundReply, session_scope
@@ -79,7 +79,7 @@ def test_a_polled_post_is_carded_approved_replied_and_the_card_updated(engine, s
     assert run.ingests[0].error is None and run.ingests[0].new >= 1
 
     bot = SlackBot(settings, engine, make_slack_client(settings.slack), connector_for=connector_for)
-    notify_cycle(bot.notifier)
+    bot.notifier.flush(refill=True)
     with session_scope(engine) as session:
         mention = session.exec(select(Mention).where(Mention.external_id == OUTAGE_POST)).one()
         case = session.exec(select(Case).where(Case.mention_id == mention.id)).one()

@@ -43,8 +43,9 @@ def notifier_for(engine, slack, tmp_path):
             ),
             connectors=[
                 ConnectorSettings(
-                    name="imports", type="file", options={"path": str(tmp_path / "in.jsonl")}
+                    name=name, type="file", options={"path": str(tmp_path / "in.jsonl")}
                 )
+                for name in ("imports", "reviews")
             ],
         )
         sleeps = Sleeps()
@@ -227,6 +228,93 @@ def test_posts_to_one_channel_are_paced(engine, slack, notifier_for):
     notifier.enqueue_cards()
     assert notifier.flush() == 3
     assert sleeps == [1.5, 1.5]
+
+
+def test_a_p1_that_arrives_during_a_backlog_goes_out_next(engine, slack, notifier_for):
+    state, _ = slack
+    for index in range(4):
+        add_case(engine, external_id=f"q{index}", text="meh", priority="P3", urgency=30)
+    notifier, sleeps = notifier_for()
+    arrived: list[int] = []
+
+    def pace(seconds: float) -> None:
+        # While the channel is paced, the pipeline opens a P1 case.
+        sleeps.append(seconds)
+        if not arrived:
+            arrived.append(
+                add_case(engine, external_id="fire", text="smoke", priority="P1", urgency=97)
+            )
+
+    notifier._sleep = pace
+    notifier.enqueue_cards()
+    assert notifier.flush(refill=True) == 6  # five cards and the P1's escalation copy
+    care = [body["text"].split(":")[0] for body in _posted(state, CARE)]
+    # Not behind the three P3s already queued: the very next card after it was opened.
+    assert care == ["P3 (30) file", "P3 (30) file", "P1 (97) file", "P3 (30) file", "P3 (30) file"]
+
+
+def test_a_flush_stops_after_its_time_budget(engine, slack, notifier_for):
+    for index in range(5):
+        add_case(engine, external_id=f"b{index}", text="help")
+    notifier, _ = notifier_for()
+    clock = iter(range(100))
+    notifier._monotonic = lambda: float(next(clock))
+    notifier.enqueue_cards()
+    sent = notifier.flush(budget=3.0)
+    assert 1 <= sent < 5
+    assert notifier.flush() == 5 - sent  # the rest, next time, nothing lost
+
+
+ROUTED = "C0POLISH01"
+APPS = "C0APPTEAM1"
+
+
+def test_routes_send_cases_to_their_team_and_the_rest_to_the_care_channel(
+    engine, slack, notifier_for
+):
+    from triage.config import SlackRoute
+
+    state, _ = slack
+    polish = add_case(engine, external_id="pl", text="pomocy", language="pl", urgency=50)
+    fraud = add_case(
+        engine, external_id="fr", text="charge", language="pl", intents=("fraud",), urgency=90,
+        priority="P1", escalate=True,
+    )  # fmt: skip
+    review = add_case(engine, external_id="rv", text="1 star", source="reviews", urgency=40)
+    other = add_case(engine, external_id="ot", text="help", urgency=45)
+    notifier, sleeps = notifier_for(
+        routes=[
+            SlackRoute(channel=ESCALATION, intents=["fraud", "account_takeover"]),
+            SlackRoute(channel=ROUTED, languages=["pl"]),
+            SlackRoute(channel=APPS, sources=["reviews"]),
+        ]
+    )
+    notifier.enqueue_cards()
+    assert notifier.flush() == 5  # four cards and the P1's copy to the escalation channel
+    with session_scope(engine) as session:
+        channels = {case.id: case.slack_channel for case in session.exec(select(Case))}
+    assert channels == {fraud: ESCALATION, polish: ROUTED, review: APPS, other: CARE}
+    assert len(_posted(state, ESCALATION)) == 2
+    # Four channels each post at their own pace: only the second post to one channel waited.
+    assert sleeps == [1.0]
+
+
+def test_a_paced_channel_does_not_hold_back_another(engine, slack, notifier_for):
+    from triage.config import SlackRoute
+
+    state, _ = slack
+    for index in range(3):
+        add_case(engine, external_id=f"c{index}", text="help", urgency=60 - index)
+    add_case(engine, external_id="p", text="pomocy", language="pl", urgency=10)
+    notifier, sleeps = notifier_for(routes=[SlackRoute(channel=ROUTED, languages=["pl"])])
+    notifier.enqueue_cards()
+    assert notifier.flush() == 4
+    order = [(call.body["channel"], call.body["text"][:7]) for call in state.calls_to(
+        "chat.postMessage"
+    )]  # fmt: skip
+    # The lower-ranked Polish card goes while the care channel waits out its second.
+    assert order[:2] == [(CARE, "P3 (60)"), (ROUTED, "P3 (10)")]
+    assert sleeps == [1.0, 1.0]
 
 
 def test_sla_reminder_at_three_quarters_and_one_breach_ping(engine, slack, notifier_for):

@@ -614,13 +614,6 @@ def build_bot(settings: Settings, engine: sa.Engine) -> SlackBot | None:
     return SlackBot(settings, engine, make_slack_client(settings.slack))
 
 
-def notify_cycle(notifier: Notifier) -> None:
-    """One pass of the notify stage: new cards, SLA reminders, then send the outbox."""
-    notifier.enqueue_cards()
-    notifier.check_sla()
-    notifier.flush()
-
-
 def _option(value: str, label: str) -> dict[str, Any]:
     return {"text": {"type": "plain_text", "text": label}, "value": value}
 
