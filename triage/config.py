@@ -439,6 +439,11 @@ class SlackSettings(_Section):
     admins: list[str] = Field(default_factory=list)
     # Slack allows about one message per second per channel.
     post_interval: Duration = 1.0
+    # When a channel's waiting P3/P4 cards would take longer than digest_after to post, they go
+    # out as one digest message instead (at most one per digest_every per channel).
+    digests: bool = True
+    digest_after: Duration = 5 * 60
+    digest_every: Duration = 3 * 60
     api_url: str = "https://slack.com/api/"
 
     # Cases to other channels by language, source, intent or priority; first match wins, the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -30,7 +31,14 @@ from triage.clock import utcnow
 from triage.config import ConfigError, Settings
 from triage.drafts.check import Promises, check_draft
 from triage.drafts.render import first_name
-from triage.slack.cards import CardView, card_blocks, card_text
+from triage.slack.cards import (
+    CardView,
+    DigestView,
+    card_blocks,
+    card_text,
+    digest_blocks,
+    digest_text,
+)
 from triage.slack.client import LONGEST_CALL_SECONDS
 from triage.store import (
     Analysis,
@@ -43,6 +51,7 @@ from triage.store import (
     session_scope,
 )
 from triage.store.queries import case_with_details, cases_to_notify, open_posted_cases
+from triage.views import excerpt
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,46 @@ UPDATE_RANK = -1
 NEXT_WINDOW = 50
 # While no card waits, how often the notify cycle looks for new cases.
 IDLE_SECONDS = 0.5
+
+
+# Waiting P3/P4 cards a digest may hold back (not escalation copies, not a digest's own cards).
+_HELD_BACK = (
+    col(SlackMessage.status) == OutboxStatus.PENDING,
+    col(SlackMessage.method) == "chat.postMessage",
+    col(SlackMessage.key).startswith("card:"),
+    col(SlackMessage.rank) >= PRIORITY_RANK["P3"],
+    col(SlackMessage.digest).is_(None),
+)
+# Cases a digest names; the rest are counted.
+DIGEST_TOP = 5
+
+
+def digest_view(session: Any, key: str) -> DigestView:
+    """What a digest says about the cards it holds: counts by topic and language, the worst."""
+    rows = session.exec(
+        select(SlackMessage.case_id, Analysis, Mention)
+        .join(Case, col(Case.id) == col(SlackMessage.case_id))
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(SlackMessage.digest == key)
+        .order_by(col(SlackMessage.rank), col(SlackMessage.id))
+    ).all()
+    intents: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    for _, analysis, _ in rows:
+        intents.update((analysis.intents or ["other"])[:1])
+        languages[analysis.language] += 1
+    top = [
+        (a.priority, a.urgency, m.platform, excerpt(m.text, 90), case_id)
+        for case_id, a, m in rows[:DIGEST_TOP]
+    ]
+    return DigestView(
+        key=key,
+        count=len(rows),
+        by_intent=intents.most_common(8),
+        by_language=languages.most_common(8),
+        top=top,
+    )
 
 
 class NotConfirmed(Exception):
@@ -341,6 +390,7 @@ class Notifier:
         while sent < limit and (budget is None or self._monotonic() - started < budget):
             if refill:
                 self.enqueue_cards()
+                self.digest()
             row_id = self._next_due(passed)
             if row_id is None:
                 break
@@ -349,6 +399,75 @@ class Notifier:
             else:
                 passed.add(row_id)
         return sent
+
+    def digest(self) -> int:
+        """Group each channel's waiting P3/P4 cards into one digest message when the channel
+        could not post them within [slack] digest_after; returns how many digests were queued."""
+        slack = self.settings.slack
+        if not slack.digests:
+            return 0
+        capacity = slack.digest_after / max(slack.post_interval, 1e-3)
+        queued = 0
+        with session_scope(self.engine) as session:
+            waiting = session.exec(
+                select(SlackMessage.channel, sa.func.count())
+                .where(*_HELD_BACK)
+                .group_by(col(SlackMessage.channel))
+            ).all()
+            for channel, count in waiting:
+                if count <= capacity or self._digested_lately(session, channel):
+                    continue
+                key = f"digest:{channel}:{uuid4().hex[:12]}"
+                session.execute(
+                    sa.update(SlackMessage)
+                    .where(*_HELD_BACK, col(SlackMessage.channel) == channel)
+                    .values(status=OutboxStatus.DIGESTED, digest=key)
+                )
+                view = digest_view(session, key)
+                session.add(
+                    SlackMessage(
+                        key=key,
+                        method="chat.postMessage",
+                        channel=channel,
+                        rank=PRIORITY_RANK["P3"] - 1,
+                        payload={
+                            "text": digest_text(view),
+                            "blocks": digest_blocks(view),
+                            "unfurl_links": False,
+                            "unfurl_media": False,
+                        },
+                    )
+                )
+                log.info("%s: %d P3/P4 cards grouped into %s", channel, view.count, key)
+                queued += 1
+        return queued
+
+    def _digested_lately(self, session: Any, channel: str) -> bool:
+        since = utcnow() - timedelta(seconds=self.settings.slack.digest_every)
+        recent = session.exec(
+            select(SlackMessage.id).where(
+                col(SlackMessage.key).startswith(f"digest:{channel}:"),
+                col(SlackMessage.created_at) >= since,
+            )
+        ).first()
+        return recent is not None
+
+    def expand_digest(self, key: str) -> int:
+        """Queue a digest's cards as replies in its thread; returns how many."""
+        with session_scope(self.engine) as session:
+            digest = session.exec(select(SlackMessage).where(SlackMessage.key == key)).first()
+            if digest is None or not digest.ts:
+                return 0
+            held = session.exec(
+                select(SlackMessage).where(
+                    SlackMessage.digest == key, SlackMessage.status == OutboxStatus.DIGESTED
+                )
+            ).all()
+            for row in held:
+                row.payload = {**row.payload, "thread_ts": digest.ts}
+                row.status = OutboxStatus.PENDING
+                session.add(row)
+            return len(held)
 
     def cycle(self, *, budget: float, idle: float = IDLE_SECONDS) -> int:
         """The notify stage for about `budget` seconds: SLA reminders, then cards as cases come

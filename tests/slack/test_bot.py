@@ -10,7 +10,7 @@ import httpx
 import respx
 from sqlmodel import select
 
-from tests.slack.conftest import ADMIN, AGENTS, API, CARE, ESCALATION, OTHER, SENDER
+from tests.slack.conftest import ADMIN, AGENTS, API, CARE, ESCALATION, OTHER, SENDER, add_case
 from triage.slack.bot import (
     CHOICE_BLOCK,
     CHOICE_INPUT,
@@ -19,7 +19,7 @@ from triage.slack.bot import (
     REPLY_INPUT,
     SlackBot,
 )
-from triage.slack.cards import APPROVE, ASSIGN, DISMISS, EDIT, ESCALATE
+from triage.slack.cards import APPROVE, ASSIGN, DISMISS, EDIT, ESCALATE, EXPAND_DIGEST
 from triage.store import AuditEvent, Case, CaseStatus, ConnectorState, Draft, session_scope
 
 
@@ -303,3 +303,31 @@ def test_the_sign_off_carries_the_sending_agents_initials(bot, slack, engine, ca
     click(signing, APPROVE, SENDER, str(case_id))
     assert json.loads(route.calls[0].request.content)["text"] == "Sorry Ana, we will fix it. ^AL"
     assert [c.body["user"] for c in state.calls_to("users.info")] == [SENDER]
+
+
+def test_anyone_in_the_channel_can_open_a_digest_as_cards_in_its_thread(bot, slack, engine):
+    from triage.store import OutboxStatus, SlackMessage
+
+    state, _ = slack
+    with session_scope(engine) as session:
+        session.add(
+            SlackMessage(
+                key="digest:C0CARE0001:abc", method="chat.postMessage", channel=CARE,
+                payload={"text": "Digest"}, status=OutboxStatus.SENT, ts="1700000000.000100",
+            )
+        )  # fmt: skip
+    held = add_case(engine, external_id="held", text="slow parcel", priority="P4", urgency=5)
+    with session_scope(engine) as session:
+        session.add(
+            SlackMessage(
+                key=f"card:{held}", method="chat.postMessage", channel=CARE, case_id=held,
+                rank=3095, payload={"text": "P4 card"}, status=OutboxStatus.DIGESTED,
+                digest="digest:C0CARE0001:abc",
+            )
+        )  # fmt: skip
+    click(bot, EXPAND_DIGEST, "U0STRANGER", "digest:C0CARE0001:abc")
+    click(bot, EXPAND_DIGEST, "U0STRANGER", "not-a-digest")  # ignored
+    assert bot.notifier.flush() == 1
+    [card] = [m for m in state.messages[CARE] if m["text"] == "P4 card"]
+    assert card["thread_ts"] == "1700000000.000100"
+    assert _case(engine).status == CaseStatus.POSTED

@@ -590,3 +590,98 @@ def test_a_429_is_waited_out_as_asked_but_never_past_the_cap(slack, retry_after,
     assert len(state.calls_to("chat.postMessage")) == 2 and len(state.messages[CARE]) == 1
     [slept] = sleeps
     assert waited <= slept < waited + 1
+
+
+def _digest_setup(engine, notifier_for, n: int = 12):
+    for index in range(n):
+        add_case(
+            engine, external_id=f"d{index}", text=f"slow parcel {index}", priority="P3",
+            urgency=40 - index, intents=("delivery",) if index % 3 else ("billing",),
+            language="pl" if index % 4 == 0 else "en",
+        )  # fmt: skip
+    p1 = add_case(engine, external_id="hot", text="fire", priority="P1", urgency=95)
+    # Ten seconds of posting fits in the digest threshold; twelve P3 cards do not.
+    notifier, _ = notifier_for(digest_after="10s")
+    return notifier, p1
+
+
+def test_a_backlog_of_p3_cards_becomes_one_digest_and_p1_still_comes_as_a_card(
+    engine, slack, notifier_for
+):
+    state, _ = slack
+    notifier, p1 = _digest_setup(engine, notifier_for)
+    notifier.enqueue_cards()
+    assert notifier.digest() == 1
+    assert notifier.digest() == 0  # once: nothing left waiting
+    assert notifier.flush() == 3  # the P1, its escalation copy and the digest
+    first, digest = _posted(state, CARE)
+    assert first["text"].startswith("P1 (95)")
+    assert digest["text"].startswith("Digest: 12 lower-priority cases")
+    blocks = json.dumps(digest["blocks"])
+    assert "*12 P3/P4 cases*" in blocks
+    assert (
+        "delivery 8" in blocks and "billing 4" in blocks and "en 9" in blocks and "pl 3" in blocks
+    )
+    assert "slow parcel 0" in blocks and "slow parcel 11" not in blocks  # the worst five
+    rows = _rows(engine)
+    held = [row for row in rows.values() if row.status == OutboxStatus.DIGESTED]
+    assert len(held) == 12 and {row.digest for row in held} == {rows[digest_key(rows)].key}
+    with session_scope(engine) as session:
+        statuses = {case.id: case.status for case in session.exec(select(Case))}
+    assert statuses.pop(p1) == CaseStatus.POSTED
+    assert set(statuses.values()) == {CaseStatus.NEW}  # held, not lost
+
+
+def digest_key(rows: dict[str, SlackMessage]) -> str:
+    [key] = [key for key in rows if key.startswith("digest:")]
+    return key
+
+
+def test_a_digest_posts_its_cases_as_cards_in_its_thread_on_request(engine, slack, notifier_for):
+    state, _ = slack
+    notifier, _ = _digest_setup(engine, notifier_for)
+    notifier.enqueue_cards()
+    notifier.digest()
+    notifier.flush()
+    key = digest_key(_rows(engine))
+    assert notifier.expand_digest(key) == 12
+    assert notifier.expand_digest(key) == 0  # once
+    assert notifier.flush() == 12
+    digest_ts = _rows(engine)[key].ts
+    thread = [m for m in state.messages[CARE] if m.get("thread_ts") == digest_ts]
+    assert len(thread) == 12
+    with session_scope(engine) as session:
+        cases = list(session.exec(select(Case)))
+    assert all(case.status == CaseStatus.POSTED for case in cases)
+    assert {case.slack_ts for case in cases} >= {m["ts"] for m in thread}
+    assert notifier.digest() == 0  # a digest's own cards are never grouped again
+
+
+def test_back_to_single_cards_when_the_load_falls_and_one_digest_per_interval(
+    engine, slack, notifier_for
+):
+    state, _ = slack
+    notifier, _ = _digest_setup(engine, notifier_for)
+    notifier.enqueue_cards()
+    assert notifier.digest() == 1
+    notifier.flush()
+    for index in range(3):
+        add_case(engine, external_id=f"calm{index}", text="meh", priority="P3", urgency=30)
+    notifier.enqueue_cards()
+    assert notifier.digest() == 0  # three fit in ten seconds: single cards again
+    assert notifier.flush() == 3
+    for index in range(15):
+        add_case(engine, external_id=f"wave{index}", text="again", priority="P4", urgency=10)
+    notifier.enqueue_cards()
+    # Too many again, but a digest went out less than digest_every ago: cards, not a flood of
+    # digests; the next wave after the interval is grouped.
+    assert notifier.digest() == 0
+    assert len([m for m in state.messages[CARE] if m["text"].startswith("Digest")]) == 1
+
+
+def test_digests_can_be_turned_off(engine, slack, notifier_for):
+    for index in range(30):
+        add_case(engine, external_id=f"o{index}", text="meh", priority="P3", urgency=30)
+    notifier, _ = notifier_for(digests=False)
+    notifier.enqueue_cards()
+    assert notifier.digest() == 0

@@ -41,6 +41,7 @@ from triage.slack.cards import (
     DISMISS,
     EDIT,
     ESCALATE,
+    EXPAND_DIGEST,
     MARK_REPLIED,
     card_blocks,
     card_text,
@@ -211,6 +212,14 @@ class SlackBot:
                 user,
                 channel,
                 lambda: self._dismiss(dismissed, reason, user, channel),
+            )
+        if action_id == EXPAND_DIGEST:
+            key = as_text(action.get("value"), "value")
+            if not key.startswith("digest:"):
+                return None
+            # Anyone in the channel may see the cases as cards; acting on them is gated as usual.
+            return lambda: log.info(
+                "%s asked for the %d cards of %s", user, self.notifier.expand_digest(key), key
             )
         case_id = case_number(as_text(action.get("value"), "value"))
         if case_id is None:

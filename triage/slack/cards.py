@@ -30,6 +30,7 @@ from slack_sdk.models.blocks import (
 from models.urgency import compact
 from triage.slack.text import (
     CONTEXT_ELEMENT_LIMIT,
+    FIELD_TEXT_LIMIT,
     SECTION_TEXT_LIMIT,
     cut,
     escape,
@@ -50,6 +51,7 @@ ESCALATE = "triage.escalate"
 DISMISS = "triage.dismiss"
 OPEN = "triage.open"
 MARK_REPLIED = "triage.mark_replied"
+EXPAND_DIGEST = "triage.expand_digest"
 
 PRIORITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_blue_circle:"}
 SENTIMENT_EMOJI = {"negative": ":slightly_frowning_face:", "positive": ":slightly_smiling_face:"}
@@ -262,3 +264,53 @@ def _buttons(view: CardView) -> list[Any]:
         )
     )
     return buttons
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    """The P3/P4 cases a busy channel holds back: how many, about what, the worst few."""
+
+    key: str
+    count: int
+    by_intent: list[tuple[str, int]]
+    by_language: list[tuple[str, int]]
+    # (priority, urgency, platform, excerpt, case id), worst first
+    top: list[tuple[str, int, str, str, int]]
+
+
+def digest_text(view: DigestView) -> str:
+    return f"Digest: {view.count} lower-priority cases held back while the channel is busy"
+
+
+def digest_blocks(view: DigestView) -> list[dict[str, Any]]:
+    """One message for many P3/P4 cases, with a button that posts them as cards in its thread."""
+    topics = " · ".join(f"{escape(name)} {n}" for name, n in view.by_intent) or "none"
+    languages = " · ".join(f"{escape(code)} {n}" for code, n in view.by_language)
+    lines = [
+        f"*{priority} {urgency}* {escape(cut(platform, PLATFORM_LIMIT))} · {escape(text)} "
+        f"(case {case_id})"
+        for priority, urgency, platform, text, case_id in view.top
+    ]
+    more = view.count - len(view.top)
+    blocks: list[Block] = [
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=f":package: *{view.count} P3/P4 cases* came in faster than single cards "
+                "can be posted here, so they are grouped; P1 and P2 still come as cards."
+            )
+        ),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(text=fit(f"*Topics:* {topics}", FIELD_TEXT_LIMIT)),
+                MarkdownTextObject(text=fit(f"*Languages:* {languages}", FIELD_TEXT_LIMIT)),
+            ]
+        ),
+        SectionBlock(text=MarkdownTextObject(text=fit("\n".join(lines), SECTION_TEXT_LIMIT))),
+    ]
+    label = f"Post all {view.count} as cards in the thread" if more > 0 else "Post as cards"
+    blocks.append(
+        ActionsBlock(
+            elements=[ButtonElement(text=label, action_id=EXPAND_DIGEST, value=view.key)]
+        )
+    )
+    return [block.to_dict() for block in blocks]
