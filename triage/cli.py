@@ -44,7 +44,7 @@ ConfigOption = Annotated[
 
 log = logging.getLogger("triage")
 # How often cards, SLA reminders and the Slack outbox are looked at.
-NOTIFY_SECONDS = 5.0
+NOTIFY_SECONDS = 10.0
 # Scheduled reports are checked every minute; each slot is posted once (triage.reports.post).
 REPORT_CHECK_SECONDS = 60.0
 # Spikes are judged per complete hour; a check every 5 minutes alerts within minutes of it.
@@ -276,9 +276,10 @@ def run(config: ConfigOption = None) -> None:
     if bot is None:
         log.info("Slack is not configured ([slack] bot_token and care_channel): no cards")
     else:
-        # Each cycle posts cards as cases come for most of NOTIFY_SECONDS: back to back.
-        cycle = partial(bot.notifier.cycle, budget=0.9 * NOTIFY_SECONDS)
-        scheduler.every(NOTIFY_SECONDS, "slack", cycle)
+        # Each cycle posts cards as cases come for NOTIFY_SECONDS; the job is due every second,
+        # so the next cycle starts within a second of the last one ending.
+        cycle = partial(bot.notifier.cycle, budget=NOTIFY_SECONDS, stop=scheduler.stop_event)
+        scheduler.every(1.0, "slack", cycle)
         register_reports(bot)
         scheduler.every(
             REPORT_CHECK_SECONDS, "reports", lambda: reports_cycle(engine, settings, bot.client)

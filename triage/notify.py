@@ -11,6 +11,7 @@ posting it again; it posts again only after a read to the end that lacks the key
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -429,7 +430,9 @@ class Notifier:
                         key=key,
                         method="chat.postMessage",
                         channel=channel,
-                        rank=PRIORITY_RANK["P3"] - 1,
+                        # One message for many cases, at most one per digest_every: it goes
+                        # first, or a backlog of P1s would hold back every case it names.
+                        rank=UPDATE_RANK,
                         payload={
                             "text": digest_text(view),
                             "blocks": digest_blocks(view),
@@ -469,14 +472,18 @@ class Notifier:
                 session.add(row)
             return len(held)
 
-    def cycle(self, *, budget: float, idle: float = IDLE_SECONDS) -> int:
-        """The notify stage for about `budget` seconds: SLA reminders, then cards as cases come
-        (looking for new ones every `idle` seconds while nothing waits); returns cards sent."""
+    def cycle(
+        self, *, budget: float, idle: float = IDLE_SECONDS, stop: threading.Event | None = None
+    ) -> int:
+        """The notify stage for about `budget` seconds, or until `stop`: SLA reminders, then
+        cards as cases come (looking for new ones every `idle` seconds while nothing waits)."""
         started = self._monotonic()
         self.check_sla()
         sent = 0
         while (left := budget - (self._monotonic() - started)) > 0:
-            went = self.flush(budget=left, refill=True)
+            if stop is not None and stop.is_set():
+                break
+            went = self.flush(budget=min(left, idle * 4), refill=True)
             sent += went
             if not went:
                 self._sleep(min(idle, left))

@@ -3,7 +3,8 @@
 It keeps posted messages per channel (with their metadata, for conversations.history and, for
 thread replies, conversations.replies; both paginated like Slack's, `page_size` at a time), and can
 be told to answer the next call of a method with a 429 and Retry-After, a 500, an error such as
-channel_not_found, or to post the message and then answer 500 (a reply lost on the way back).
+channel_not_found, or to post the message and then answer 500 (a reply lost on the way back), and
+to keep Slack's pace (`min_post_interval`: a post to a channel sooner than that gets a 429).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class Call:
     method: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)
+    status: int = 0  # the HTTP status it was answered with
 
 
 @dataclass
@@ -49,6 +52,9 @@ class FakeSlack:
     base: str = ""
     # Most messages one conversations.history / conversations.replies page holds (Slack: 999).
     page_size: int = 999
+    # Slack's pace: a post to a channel sooner than this after the last one gets a 429.
+    min_post_interval: float = 0.0
+    _last_post: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: float = field(default_factory=time.time)
 
@@ -65,6 +71,12 @@ class FakeSlack:
             fault = self.faults[method].popleft() if self.faults[method] else None
             if fault is not None and not fault.after_effect:
                 return fault.status, {"ok": False, "error": fault.error or "fatal_error"}, fault
+            if method == "chat.postMessage" and self.min_post_interval:
+                now, channel = time.monotonic(), str(body.get("channel"))
+                if now - self._last_post.get(channel, -1e9) < self.min_post_interval:
+                    limited = Fault(status=429, error="ratelimited", retry_after=1)
+                    return 429, {"ok": False, "error": "ratelimited"}, limited
+                self._last_post[channel] = now
             result = self._effect(method, body)
             if fault is not None:
                 return fault.status, {"ok": False, "error": fault.error or "fatal_error"}, fault
@@ -162,9 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = {key: values[-1] for key, values in parse_qs(raw).items()}
         state = self.server.state
+        call = Call(method, body, dict(self.headers))
         with state.lock:
-            state.calls.append(Call(method, body, dict(self.headers)))
+            state.calls.append(call)
         status, answer, fault = state.handle(method, body)
+        call.status, call.at = status, time.time()
         payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")

@@ -614,7 +614,7 @@ def test_a_backlog_of_p3_cards_becomes_one_digest_and_p1_still_comes_as_a_card(
     assert notifier.digest() == 1
     assert notifier.digest() == 0  # once: nothing left waiting
     assert notifier.flush() == 3  # the P1, its escalation copy and the digest
-    first, digest = _posted(state, CARE)
+    digest, first = _posted(state, CARE)
     assert first["text"].startswith("P1 (95)")
     assert digest["text"].startswith("Digest: 12 lower-priority cases")
     blocks = json.dumps(digest["blocks"])
@@ -685,3 +685,30 @@ def test_digests_can_be_turned_off(engine, slack, notifier_for):
     notifier, _ = notifier_for(digests=False)
     notifier.enqueue_cards()
     assert notifier.digest() == 0
+
+
+def test_the_notify_cycle_posts_cases_as_they_come_and_stops_when_told(engine, slack, notifier_for):
+    import threading
+    import time
+
+    state, _ = slack
+    notifier, _ = notifier_for(post_interval="0.05s")
+    notifier._monotonic, notifier._sleep = time.monotonic, time.sleep
+    stop = threading.Event()
+    opened: list[int] = []
+
+    def open_case_later() -> None:
+        time.sleep(0.3)  # the cycle is already waiting for work
+        opened.append(add_case(engine, external_id="late", text="help", priority="P2"))
+
+    thread = threading.Thread(target=open_case_later)
+    thread.start()
+    started = time.monotonic()
+    assert notifier.cycle(budget=1.5, idle=0.05, stop=stop) == 1
+    thread.join()
+    assert 1.4 <= time.monotonic() - started < 5
+    assert [body["text"][:2] for body in _posted(state, CARE)] == ["P2"]
+    stop.set()
+    started = time.monotonic()
+    assert notifier.cycle(budget=60, stop=stop) == 0
+    assert time.monotonic() - started < 5
