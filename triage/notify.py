@@ -39,10 +39,12 @@ from triage.slack.cards import (
     card_text,
     digest_blocks,
     digest_text,
+    status_text,
 )
 from triage.slack.client import LONGEST_CALL_SECONDS
 from triage.store import (
     Analysis,
+    AuditEvent,
     Case,
     CaseStatus,
     Draft,
@@ -51,7 +53,13 @@ from triage.store import (
     SlackMessage,
     session_scope,
 )
-from triage.store.queries import case_with_details, cases_to_notify, open_posted_cases
+from triage.store.queries import (
+    SPIKE_ALERTED,
+    case_with_details,
+    cases_to_notify,
+    open_posted_cases,
+    queue_state,
+)
 from triage.views import excerpt
 
 log = logging.getLogger(__name__)
@@ -83,6 +91,11 @@ UPDATE_RANK = -1
 NEXT_WINDOW = 50
 # While no card waits, how often the notify cycle looks for new cases.
 IDLE_SECONDS = 0.5
+# The care channel counts as busy this long after its last digest or a spike alert; its pinned
+# status message is updated this often meanwhile.
+CRISIS_AFTER_DIGEST = timedelta(minutes=15)
+CRISIS_AFTER_SPIKE = timedelta(hours=3)
+STATUS_EVERY = timedelta(minutes=1)
 
 
 # Waiting P3/P4 cards a digest may hold back (not escalation copies, not a digest's own cards).
@@ -392,6 +405,7 @@ class Notifier:
             if refill:
                 self.enqueue_cards()
                 self.digest()
+                self.crisis_status()
             row_id = self._next_due(passed)
             if row_id is None:
                 break
@@ -471,6 +485,107 @@ class Notifier:
                 row.status = OutboxStatus.PENDING
                 session.add(row)
             return len(held)
+
+    def crisis_status(self, *, now: datetime | None = None) -> int:
+        """While the care channel is busy (a digest in the last CRISIS_AFTER_DIGEST or a spike
+        alert in the last CRISIS_AFTER_SPIKE), keep one pinned status message there, updated
+        every STATUS_EVERY; unpin it with a last word when it is over. Returns rows queued."""
+        channel = self.settings.slack.care_channel
+        if not channel:
+            return 0
+        now = now or utcnow()
+        prefix = f"status:{channel}:"
+        with session_scope(self.engine) as session:
+            busy = self._busy(session, channel, now)
+            current = session.exec(
+                select(SlackMessage)
+                .where(
+                    col(SlackMessage.key).startswith(prefix),
+                    col(SlackMessage.method) == "chat.postMessage",
+                )
+                .order_by(col(SlackMessage.id).desc())
+            ).first()
+            keys = set()
+            if current is not None:
+                keys = set(
+                    session.exec(
+                        select(SlackMessage.key).where(
+                            col(SlackMessage.key).startswith(current.key + ":")
+                        )
+                    ).all()
+                )
+            over = current is None or f"{current.key}:end" in keys
+            rows: list[SlackMessage] = []
+            if busy and over:
+                text = status_text(queue_state(session, now=now), now=now)
+                rows.append(self._status_row(f"{prefix}{now:%Y%m%dT%H%M%S}", channel, text))
+            elif current is not None and not over and current.ts:
+                if f"{current.key}:pin" not in keys:
+                    rows.append(
+                        self._status_row(
+                            f"{current.key}:pin", channel, "", "pins.add", {"timestamp": current.ts}
+                        )
+                    )
+                updates = session.exec(
+                    select(sa.func.max(SlackMessage.created_at)).where(
+                        col(SlackMessage.key).startswith(current.key + ":u")
+                    )
+                ).one()
+                last = updates or current.created_at
+                if not busy:
+                    text = status_text(None, now=now, ended=True)
+                    rows.append(
+                        self._status_row(f"{current.key}:end", channel, text, ts=current.ts)
+                    )
+                    rows.append(
+                        self._status_row(
+                            f"{current.key}:unpin",
+                            channel,
+                            "",
+                            "pins.remove",
+                            {"timestamp": current.ts},
+                        )
+                    )
+                elif now - last >= STATUS_EVERY:
+                    text = status_text(queue_state(session, now=now), now=now)
+                    n = sum(key.startswith(current.key + ":u") for key in keys)
+                    rows.append(
+                        self._status_row(f"{current.key}:u{n}", channel, text, ts=current.ts)
+                    )
+            for row in rows:
+                session.add(row)
+            return len(rows)
+
+    @staticmethod
+    def _status_row(
+        key: str,
+        channel: str,
+        text: str,
+        method: str | None = None,
+        payload: dict[str, Any] | None = None,
+        ts: str | None = None,
+    ) -> SlackMessage:
+        if method is None:
+            method = "chat.update" if ts else "chat.postMessage"
+            payload = {"text": text, **({"ts": ts} if ts else {"unfurl_links": False})}
+        return SlackMessage(
+            key=key, method=method, channel=channel, rank=UPDATE_RANK, payload=payload or {}
+        )
+
+    def _busy(self, session: Any, channel: str, now: datetime) -> bool:
+        digested = session.exec(
+            select(SlackMessage.id).where(
+                col(SlackMessage.key).startswith(f"digest:{channel}:"),
+                col(SlackMessage.created_at) >= now - CRISIS_AFTER_DIGEST,
+            )
+        ).first()
+        spiked = session.exec(
+            select(AuditEvent.id).where(
+                col(AuditEvent.action) == SPIKE_ALERTED,
+                col(AuditEvent.at) >= now - CRISIS_AFTER_SPIKE,
+            )
+        ).first()
+        return digested is not None or spiked is not None
 
     def cycle(
         self, *, budget: float, idle: float = IDLE_SECONDS, stop: threading.Event | None = None

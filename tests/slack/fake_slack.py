@@ -49,6 +49,7 @@ class FakeSlack:
     # The external upload flow: file id -> (filename, bytes uploaded); completed shares.
     uploads: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     shared: list[dict[str, Any]] = field(default_factory=list)
+    pins: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     base: str = ""
     # Most messages one conversations.history / conversations.replies page holds (Slack: 999).
     page_size: int = 999
@@ -100,6 +101,15 @@ class FakeSlack:
                     message.update({key: value for key, value in body.items() if key != "ts"})
                     return {"ok": True, "channel": channel, "ts": body["ts"]}
             return {"ok": False, "error": "message_not_found"}
+        if method in ("pins.add", "pins.remove"):
+            if not any(m["ts"] == body.get("timestamp") for m in self.messages[channel]):
+                return {"ok": False, "error": "message_not_found"}
+            pinned = self.pins[channel]
+            if method == "pins.add":
+                pinned.add(str(body["timestamp"]))
+            else:
+                pinned.discard(str(body["timestamp"]))
+            return {"ok": True}
         if method == "files.getUploadURLExternal":
             file_id = f"F{len(self.uploads) + 1:07d}"
             self.uploads[file_id] = (str(body.get("filename")), b"")

@@ -24,6 +24,7 @@ def test_manifest_has_the_scopes_events_and_command_the_bot_uses():
         "usergroups:read",
         "users:read",
         "files:write",
+        "pins:write",
     }
     settings = manifest["settings"]
     assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]

@@ -712,3 +712,53 @@ def test_the_notify_cycle_posts_cases_as_they_come_and_stops_when_told(engine, s
     started = time.monotonic()
     assert notifier.cycle(budget=60, stop=stop) == 0
     assert time.monotonic() - started < 5
+
+
+def test_a_busy_care_channel_keeps_one_pinned_status_up_to_date_then_unpins_it(
+    engine, slack, notifier_for
+):
+    from triage.notify import STATUS_EVERY
+
+    state, _ = slack
+    notifier, _ = _digest_setup(engine, notifier_for)
+    assert notifier.crisis_status() == 0  # quiet: no status message
+    notifier.enqueue_cards()
+    notifier.digest()
+    assert notifier.crisis_status() == 1
+    assert notifier.crisis_status() == 0  # one status message, not one per cycle
+    notifier.flush()
+    [status] = [m for m in state.messages[CARE] if m["text"].startswith(":rotating_light:")]
+    # Written when queued: the P1's card was still waiting then.
+    assert "*Waiting:* 13 cases not yet posted (12 in digests)" in status["text"]
+    assert "*Top topics:* delivery 8 · billing 5" in status["text"]
+    assert "*Oldest P1 nobody has taken:* 0 min" in status["text"]
+    assert notifier.crisis_status() == 1  # the pin, now that the message has its ts
+    notifier.flush()
+    assert state.pins[CARE] == {status["ts"]}
+
+    later = utcnow() + STATUS_EVERY + timedelta(seconds=1)
+    add_case(engine, external_id="fresh", text="fire again", priority="P1", urgency=96)
+    assert notifier.crisis_status(now=later) == 1
+    notifier.flush()
+    assert "*Oldest P1 nobody has taken:* 1 min" in status["text"]  # updated in place
+    assert len([m for m in state.messages[CARE] if m["text"].startswith(":rotating")]) == 1
+
+    calm = utcnow() + timedelta(minutes=16)
+    assert notifier.crisis_status(now=calm) == 2  # the last word and the unpin
+    notifier.flush()
+    assert status["text"].startswith(":white_check_mark: *Back to normal*")
+    assert state.pins[CARE] == set()
+    assert notifier.crisis_status(now=calm) == 0
+
+
+def test_a_spike_alert_makes_the_care_channel_busy(engine, slack, notifier_for):
+    from triage.store.queries import SPIKE_ALERTED, audit
+
+    state, _ = slack
+    notifier, _ = notifier_for()
+    with session_scope(engine) as session:
+        audit(session, actor="triage", action=SPIKE_ALERTED, after="all:volume:x")
+    assert notifier.crisis_status() == 1
+    notifier.flush()
+    [status] = _posted(state, CARE)
+    assert status["text"].startswith(":rotating_light: *Busy*")

@@ -25,10 +25,10 @@ from triage.config import Settings
 from triage.reports.figures import Row, load_rows
 from triage.slack.text import cut, escape, link
 from triage.store import AuditEvent, session_scope
-from triage.store.queries import audit
+from triage.store.queries import SPIKE_ALERTED, audit
 
 log = logging.getLogger(__name__)
-ALERTED = "spike_alerted"
+ALERTED = SPIKE_ALERTED
 Z_THRESHOLD = 3.0
 MIN_MENTIONS = 5  # fewer in an hour is never a spike worth waking anyone for
 MIN_SHARE_RISE = 0.2  # the negative share must also rise by 20 points

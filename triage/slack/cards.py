@@ -309,8 +309,26 @@ def digest_blocks(view: DigestView) -> list[dict[str, Any]]:
     ]
     label = f"Post all {view.count} as cards in the thread" if more > 0 else "Post as cards"
     blocks.append(
-        ActionsBlock(
-            elements=[ButtonElement(text=label, action_id=EXPAND_DIGEST, value=view.key)]
-        )
+        ActionsBlock(elements=[ButtonElement(text=label, action_id=EXPAND_DIGEST, value=view.key)])
     )
     return [block.to_dict() for block in blocks]
+
+
+def status_text(
+    state: Any, *, now: datetime, ended: bool = False, channel_busy: bool = True
+) -> str:
+    """The care channel's pinned status while it is busy (a QueueState from the store)."""
+    if ended:
+        return f":white_check_mark: *Back to normal* ({now:%H:%M} UTC): single cards again."
+    topics = " · ".join(f"{escape(name)} {n}" for name, n in state.top_topics) or "none yet"
+    lines = [
+        f":rotating_light: *Busy* (updated {now:%H:%M} UTC): "
+        + ("P3/P4 cases come as digests, " if channel_busy else "")
+        + "P1 and P2 still come as cards.",
+        f"*Last hour:* {state.mentions_last_hour} mentions · *Top topics:* {topics}",
+        f"*Waiting:* {state.not_posted} cases not yet posted ({state.in_digests} in digests)",
+    ]
+    if state.oldest_waiting_p1 is not None:
+        waited = max(0, int((now - state.oldest_waiting_p1).total_seconds() // 60))
+        lines.append(f"*Oldest P1 nobody has taken:* {waited} min (case {state.oldest_p1_case})")
+    return fit("\n".join(lines), SECTION_TEXT_LIMIT)

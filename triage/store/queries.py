@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from triage.store.tables import (
     Draft,
     Mention,
     OutboundReply,
+    OutboxStatus,
     ReplyStatus,
     SlackMessage,
 )
@@ -211,6 +213,10 @@ def cases_to_notify(
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
 
 
+# The audit action of a spike alert (triage/reports/spikes.py); the care channel's status reads it.
+SPIKE_ALERTED = "spike_alerted"
+
+
 def audit(
     session: Session,
     *,
@@ -353,3 +359,56 @@ def sent_examples(
         .limit(limit)
     ).all()
     return [(reply, draft, mention) for reply, draft, mention in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """How busy the queue is: for the status message a busy care channel keeps pinned."""
+
+    mentions_last_hour: int
+    top_topics: list[tuple[str, int]]
+    not_posted: int
+    in_digests: int
+    oldest_waiting_p1: datetime | None
+    oldest_p1_case: int | None
+
+
+def queue_state(session: Session, *, now: datetime) -> QueueState:
+    """Mentions analysed in the last hour, what the cases opened then are about, how many wait."""
+    hour_ago = now - timedelta(hours=1)
+    mentions = session.exec(
+        select(sa.func.count()).select_from(Analysis).where(col(Analysis.analyzed_at) >= hour_ago)
+    ).one()
+    topics: Counter[str] = Counter()
+    for intents in session.exec(
+        select(Analysis.intents)
+        .join(Case, col(Case.mention_id) == col(Analysis.mention_id))
+        .where(col(Case.created_at) >= hour_ago)
+    ).all():
+        topics.update((intents or ["other"])[:1])
+    not_posted = session.exec(
+        select(sa.func.count()).select_from(Case).where(col(Case.status) == CaseStatus.NEW)
+    ).one()
+    in_digests = session.exec(
+        select(sa.func.count())
+        .select_from(SlackMessage)
+        .where(col(SlackMessage.status) == OutboxStatus.DIGESTED)
+    ).one()
+    oldest = session.exec(
+        select(Case.created_at, Case.id)
+        .join(Analysis, col(Analysis.mention_id) == col(Case.mention_id))
+        .where(
+            col(Analysis.priority) == "P1",
+            col(Case.status).in_([CaseStatus.NEW, CaseStatus.POSTED]),
+        )
+        .order_by(col(Case.created_at), col(Case.id))
+        .limit(1)
+    ).first()
+    return QueueState(
+        mentions_last_hour=int(mentions),
+        top_topics=topics.most_common(5),
+        not_posted=int(not_posted),
+        in_digests=int(in_digests),
+        oldest_waiting_p1=oldest[0] if oldest else None,
+        oldest_p1_case=oldest[1] if oldest else None,
+    )
