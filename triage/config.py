@@ -350,13 +350,17 @@ class ModelSettings(_Section):
 
     @field_validator("languages")
     @classmethod
-    def _iso_codes(cls, languages: list[str]) -> list[str]:
-        bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
-        if bad:
-            raise ValueError(f'{bad} are not ISO 639-1 codes; expected two letters such as "pl"')
+    def _languages(cls, languages: list[str]) -> list[str]:
         if not languages:
             raise ValueError("must list at least one language")
-        return languages
+        return _iso_codes(languages)
+
+
+def _iso_codes(languages: list[str]) -> list[str]:
+    bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
+    if bad:
+        raise ValueError(f'{bad} are not ISO 639-1 codes; expected two letters such as "pl"')
+    return languages
 
 
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
@@ -383,11 +387,8 @@ class SlackRoute(_Section):
 
     @field_validator("languages")
     @classmethod
-    def _iso_codes(cls, languages: list[str]) -> list[str]:
-        bad = [code for code in languages if not re.fullmatch(r"[a-z]{2}", code)]
-        if bad:
-            raise ValueError(f'{bad} are not ISO 639-1 codes; expected two letters such as "pl"')
-        return languages
+    def _languages(cls, languages: list[str]) -> list[str]:
+        return _iso_codes(languages)
 
     @field_validator("intents")
     @classmethod
