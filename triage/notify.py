@@ -11,6 +11,7 @@ posting it again; it posts again only after a read to the end that lacks the key
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -96,6 +97,8 @@ IDLE_SECONDS = 0.5
 CRISIS_AFTER_DIGEST = timedelta(minutes=15)
 CRISIS_AFTER_SPIKE = timedelta(hours=3)
 STATUS_EVERY = timedelta(minutes=1)
+# How often the notify cycle looks at digests and the status message (cards: every send).
+HOUSEKEEPING_SECONDS = 5.0
 
 
 # Waiting P3/P4 cards a digest may hold back (not escalation copies, not a digest's own cards).
@@ -171,6 +174,7 @@ class Notifier:
         self._sleep = sleep
         self._monotonic = monotonic
         self._last_post: dict[str, float] = {}
+        self._housekept = -math.inf
         self._reply_info: dict[str, tuple[Any, str | None]] = {}
 
     def enqueue_cards(self, *, limit: int = 100) -> int:
@@ -404,8 +408,11 @@ class Notifier:
         while sent < limit and (budget is None or self._monotonic() - started < budget):
             if refill:
                 self.enqueue_cards()
-                self.digest()
-                self.crisis_status()
+                # Grouping and the status message can wait a few seconds; new cards cannot.
+                if self._monotonic() - self._housekept >= HOUSEKEEPING_SECONDS:
+                    self._housekept = self._monotonic()
+                    self.digest()
+                    self.crisis_status()
             row_id = self._next_due(passed)
             if row_id is None:
                 break

@@ -186,7 +186,9 @@ class SlackMessage(SQLModel, table=True):
     key: str = Field(max_length=128, unique=True)
     method: str = Field(max_length=32, description="chat.postMessage, chat.update, ...")
     channel: str = Field(max_length=32)
-    case_id: int | None = Field(default=None, foreign_key="care_case.id", ondelete="SET NULL")
+    case_id: int | None = Field(
+        default=None, foreign_key="care_case.id", ondelete="SET NULL", index=True
+    )
     # Lower goes first: cards are sent worst first.
     rank: int = Field(default=0, index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
