@@ -333,6 +333,11 @@ def test_sla_reminder_at_three_quarters_and_one_breach_ping(engine, slack, notif
     assert notifier.check_sla(now=created + target * 0.9) == 0  # once
     assert notifier.check_sla(now=created + target + timedelta(minutes=10)) == 1
     assert notifier.check_sla(now=created + target * 3) == 0
+    # Once pinged, the case is not even read again: the check's cost follows what is left to say.
+    from triage.store.queries import open_posted_cases
+
+    with session_scope(engine) as session:
+        assert open_posted_cases(session) == []
     notifier.flush()
 
     thread = [m for m in state.messages[CARE] if m.get("thread_ts") == case.slack_ts]

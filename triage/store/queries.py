@@ -296,7 +296,12 @@ def assigned_open(
 
 
 def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
-    """Open cases whose card is in Slack and that have no first response yet."""
+    """Open cases whose card is in Slack, with no first response yet and no SLA breach ping
+    queued (after the ping the SLA check has nothing more to say about them)."""
+    pinged = sa.exists().where(
+        col(SlackMessage.case_id) == col(Case.id),
+        col(SlackMessage.key) == sa.literal("sla-breach:") + sa.cast(col(Case.id), sa.String),
+    )
     statement = (
         select(Case, Mention, Analysis)
         .join(Mention, col(Mention.id) == col(Case.mention_id))
@@ -305,6 +310,7 @@ def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
             col(Case.status).in_(OPEN_STATUSES),
             col(Case.slack_ts).is_not(None),
             col(Case.replied_at).is_(None),
+            ~pinged,
         )
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
