@@ -341,3 +341,15 @@ def test_serve_receives_a_signed_webhook_over_real_http(tmp_path):
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if line.startswith("│ zap"))
     assert "no: open + mark replied" in row and "│ 1 " in row
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_queue_refuses_a_limit_below_one(tmp_path, limit):
+    result = triage("queue", "--limit", limit, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--limit" in result.stderr and "1" in result.stderr
+
+
+def test_a_users_config_toml_is_never_committed():
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").split()
+    assert "config.toml" in ignored

@@ -107,3 +107,14 @@ def test_the_terminal_queue_shows_markup_as_written(where, value):
     print_queue([_row(**fields)], console)
     shown = out.getvalue()
     assert value in shown
+
+
+def test_the_queue_title_counts_what_is_open_not_the_limit():
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None, force_terminal=False)
+    print_queue([_row(text="My bill is wrong", url=None)], console, total=94)
+    assert "Open queue (1 of 94 open), worst first" in out.getvalue()
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None, force_terminal=False)
+    print_queue([_row(text="My bill is wrong", url=None)], console, total=1)
+    assert "Open queue (1), worst first" in out.getvalue()

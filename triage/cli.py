@@ -325,14 +325,14 @@ def serve(
 @app.command()
 def queue(
     config: ConfigOption = None,
-    limit: Annotated[int, typer.Option(help="How many cases to show.")] = 30,
+    limit: Annotated[int, typer.Option(help="How many cases to show.", min=1)] = 30,
 ) -> None:
     """Print the open queue, worst first."""
-    from triage.views import load_queue, print_queue
+    from triage.views import load_queue, open_count, print_queue
 
     settings = _settings(config)
     engine = _open_store(settings)
-    print_queue(load_queue(engine, limit=limit), _console())
+    print_queue(load_queue(engine, limit=limit), _console(), total=open_count(engine))
 
 
 @app.command()
@@ -390,11 +390,11 @@ def demo(
     db: Annotated[
         Path | None, typer.Option(help="Keep the demo database here (default: a throwaway file).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many cases to print.")] = 25,
+    limit: Annotated[int, typer.Option(help="How many cases to print.", min=1)] = 25,
 ) -> None:
     """Run the whole flow on the bundled sample mentions: no credentials, no network."""
     from triage.pipeline import Pipeline
-    from triage.views import load_queue, print_queue, render_queue_html
+    from triage.views import load_queue, open_count, print_queue, render_queue_html
 
     with _demo_database(db) as url:
         settings = default_settings(url)
@@ -402,7 +402,7 @@ def demo(
         run = Pipeline(settings, engine).run_once()
         _report_run(run)
         rows = load_queue(engine, limit=1000)
-        print_queue(rows[:limit], _console())
+        print_queue(rows[:limit], _console(), total=open_count(engine))
         out.write_text(render_queue_html(rows, brand=settings.brand.name), encoding="utf-8")
         engine.dispose()
     typer.echo(f"Wrote {out} ({len(rows)} open cases with drafts).")

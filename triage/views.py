@@ -14,7 +14,7 @@ from rich.text import Text
 from triage.clock import utcnow
 from triage.links import web_url
 from triage.store import Analysis, Case, Draft, Mention, session_scope
-from triage.store.queries import open_queue
+from triage.store.queries import open_by_priority, open_queue
 
 EXCERPT_CHARS = 90
 PRIORITY_STYLE = {"P1": "bold red", "P2": "yellow", "P3": "cyan", "P4": "dim"}
@@ -47,12 +47,19 @@ def load_queue(engine: sa.Engine, *, limit: int = 50) -> list[QueueRow]:
         return [QueueRow(*row) for row in open_queue(session, limit=limit)]
 
 
-def print_queue(rows: list[QueueRow], console: Console) -> None:
-    """The queue, worst first, as a table."""
+def open_count(engine: sa.Engine) -> int:
+    """How many cases are open, whatever a listing shows of them."""
+    with session_scope(engine) as session:
+        return sum(open_by_priority(session).values())
+
+
+def print_queue(rows: list[QueueRow], console: Console, *, total: int | None = None) -> None:
+    """The queue, worst first, as a table; `total` open cases when more than the rows shown."""
     if not rows:
         console.print("The queue is empty: nothing needs a human right now.")
         return
-    table = Table(title=f"Open queue ({len(rows)}), worst first", show_lines=False, expand=True)
+    shown = f"{len(rows)} of {total} open" if total is not None and total > len(rows) else len(rows)
+    table = Table(title=f"Open queue ({shown}), worst first", show_lines=False, expand=True)
     for column, options in (
         ("ID", {"justify": "right", "no_wrap": True}),
         ("Pri", {"no_wrap": True}),
