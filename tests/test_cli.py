@@ -260,6 +260,8 @@ def test_reply_refuses_a_source_without_replies_and_mark_replied_closes_it(tmp_p
     assert "not sent: file has no API for replies" in refused.stderr
     no_draft = triage("reply", "1", "--as", "ana", "--config", str(config), cwd=tmp_path)
     assert no_draft.returncode == 2 and "has no draft" in no_draft.stderr
+    unknown = triage("reply", "99999", "--as", "ana", "--config", str(config), cwd=tmp_path)
+    assert unknown.returncode == 2 and "no mention 99999" in unknown.stderr
 
     marked = triage(
         "mark-replied",

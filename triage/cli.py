@@ -501,13 +501,17 @@ def reply(
     from triage.act import ReplyRefused
     from triage.drafts.render import sign
     from triage.http import ConnectorError
-    from triage.store import Draft, session_scope
+    from triage.store import Draft, Mention, session_scope
 
     settings = _settings(config)
     engine = _open_store(settings)
+    with session_scope(engine) as session:
+        known = session.get(Mention, mention_id) is not None
+        draft = session.exec(select(Draft).where(Draft.mention_id == mention_id)).first()
+    if not known:
+        typer.echo(f"no mention {mention_id}; `triage queue` lists the open ones", err=True)
+        raise typer.Exit(2)
     if text is None:
-        with session_scope(engine) as session:
-            draft = session.exec(select(Draft).where(Draft.mention_id == mention_id)).first()
         if draft is None:
             typer.echo(f"mention {mention_id} has no draft; give the reply with --text", err=True)
             raise typer.Exit(2)
