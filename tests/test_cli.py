@@ -355,3 +355,17 @@ def test_queue_refuses_a_limit_below_one(tmp_path, limit):
 def test_a_users_config_toml_is_never_committed():
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8").split()
     assert "config.toml" in ignored
+
+
+def test_config_and_verbose_work_before_or_after_the_command(tmp_path):
+    config = tmp_path / "elsewhere.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n', encoding="utf-8")
+    for args in (
+        ("--config", str(config), "check-config"),
+        ("check-config", "--config", str(config)),
+        ("-v", "check-config", "-c", str(config)),
+        ("check-config", "-v", "-c", str(config)),
+    ):
+        result = triage(*args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "elsewhere.toml" in result.stdout + result.stderr, args

@@ -1,5 +1,5 @@
 """`python -m triage` is the `triage` command."""
 
-from triage.cli import app
+from triage.cli import entry
 
-app(prog_name="triage")
+entry()

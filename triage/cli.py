@@ -70,9 +70,27 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# `triage --config X COMMAND`: the path given before the command, for commands given none.
+_config_before_command: Path | None = None
+# Options a user may put after the command although they belong before it.
+_GLOBAL_FLAGS = ("--verbose", "-v")
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """`triage queue -v` as `triage -v queue`; nothing after a `--` is touched."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [arg for arg in args[:end] if arg in _GLOBAL_FLAGS]
+    return flags + [arg for arg in args[:end] if arg not in _GLOBAL_FLAGS] + args[end:]
+
+
+def entry() -> None:
+    """The `triage` command."""
+    app(args=hoist_global_flags(sys.argv[1:]), prog_name="triage")
+
+
 def _settings(config: Path | None) -> Settings:
     try:
-        return load_settings(config)
+        return load_settings(config if config is not None else _config_before_command)
     except ConfigError as error:
         for problem in error.problems:
             typer.echo(problem, err=True)
@@ -96,7 +114,10 @@ def _check_connector_settings(settings: Settings) -> list[str]:
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    config: ConfigOption = None,
 ) -> None:
+    global _config_before_command
+    _config_before_command = config
     _setup_logging(verbose)
 
 
