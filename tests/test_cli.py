@@ -369,3 +369,21 @@ def test_config_and_verbose_work_before_or_after_the_command(tmp_path):
         result = triage(*args, cwd=tmp_path)
         assert result.returncode == 0, (args, result.stderr)
         assert "elsewhere.toml" in result.stdout + result.stderr, args
+
+
+@pytest.mark.model
+def test_once_exits_1_when_a_source_fails_and_still_stores_the_others(tmp_path):
+    good = tmp_path / "good.jsonl"
+    write_jsonl(good, [{"id": "g1", "text": "Your app keeps crashing when I pay, please help"}])
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "o.db"}"\n'
+        f'[[connectors]]\nname = "good"\ntype = "file"\noptions = {{ path = "{good}" }}\n'
+        f'[[connectors]]\nname = "gone"\ntype = "file"\n'
+        f'options = {{ path = "{tmp_path / "missing.jsonl"}" }}\n',
+        encoding="utf-8",
+    )
+    result = triage("once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "gone: failed" in result.stderr
+    assert "good: 1 new mentions" in result.stderr
