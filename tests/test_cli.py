@@ -66,7 +66,12 @@ def test_check_config_accepts_the_example(tmp_path):
         "check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "OK (14 connectors, 4 enabled" in result.stdout
+    assert "OK (14 connectors, 3 enabled" in result.stdout
+    # As shipped, with nothing exported: fine, and it says Slack stays off until the tokens are.
+    shipped = triage("check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "note:" in shipped.stderr and "slack.bot_token" in shipped.stderr
+    assert "SLACK_BOT_TOKEN is not set, so that part of Slack stays off" in shipped.stderr
 
 
 @pytest.mark.model

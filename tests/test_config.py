@@ -48,7 +48,7 @@ intervall = "5m"
     assert "sla.P1: 'soon' is not a duration" in joined
     assert "models.languages:" in joined and "ISO 639-1" in joined
     assert "models.batch_size:" in joined
-    assert "connectors[0].intervall: unknown key" in joined
+    assert "connectors[alerts].intervall: unknown key" in joined
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -60,7 +60,7 @@ def test_unknown_key_is_named(tmp_path):
 
 def test_missing_required_connector_keys(tmp_path):
     path = _write(tmp_path, '[[connectors]]\nname = "a"\n')
-    assert _problems(path) == [f"{path}: connectors[0].type: required key is missing"]
+    assert _problems(path) == [f"{path}: connectors[a].type: required key is missing"]
 
 
 def test_env_references_resolve_and_missing_ones_are_reported(tmp_path):
@@ -85,7 +85,7 @@ credentials = { token = "${B_TOKEN}" }
     assert settings.connectors[0].credentials == {"token": "t"}
     assert [c.name for c in settings.enabled_connectors()] == ["a"]
     assert _problems(path, env={"SLACK_BOT_TOKEN": "x"}) == [
-        f"{path}: connectors[0].credentials.token: environment variable A_TOKEN is not set; "
+        f"{path}: connectors[a].credentials.token: environment variable A_TOKEN is not set; "
         "expected it to hold the value (export A_TOKEN=...)"
     ]
 

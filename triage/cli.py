@@ -132,6 +132,8 @@ def check_config(config: ConfigOption = None) -> None:
     """Validate the configuration; exit 2 with one line per problem."""
     settings = _settings(config)
     problems = _check_connector_settings(settings)
+    for notice in settings.notices:
+        typer.echo(f"note: {notice}", err=True)
     if problems:
         for problem in problems:
             typer.echo(problem, err=True)
@@ -288,6 +290,8 @@ def run(config: ConfigOption = None) -> None:
     from triage.slack.transport import run_socket_mode
 
     settings = _settings(config)
+    for notice in settings.notices:
+        log.warning(notice)
     engine = _open_store(settings)
     if not settings.enabled_connectors():
         typer.echo(f"{settings.source}: no enabled connectors; nothing to run", err=True)

@@ -571,6 +571,8 @@ class Settings(_Section):
     playbook: Playbook = Field(default_factory=Playbook)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     source: str = Field(default="(built-in defaults)", exclude=True)
+    # What is off because a variable is missing (Slack without its tokens): said, not an error.
+    notices: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _unique_connector_names(self) -> Settings:
@@ -652,15 +654,16 @@ def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None 
             else:
                 data["playbook"] = {**(data.get("playbook") or {}), **playbook}
     environment = env if env is not None else dict(os.environ)
-    data = _substitute_env(data, environment, data, (), problems, name)
+    notices: list[str] = []
+    data = _substitute_env(data, environment, data, (), problems, name, notices)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(name, error) for error in exc.errors())
+        problems.extend(_describe(name, error, data) for error in exc.errors())
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
-    return settings.model_copy(update={"source": name})
+    return settings.model_copy(update={"source": name, "notices": notices})
 
 
 def _playbook_file(data: dict[str, Any], base: Path, name: str, problems: list[str]) -> Path | None:
@@ -705,15 +708,19 @@ def _substitute_env(
     path: tuple[Any, ...],
     problems: list[str],
     name: str,
+    notices: list[str],
 ) -> Any:
-    """Replace ${VAR} in every string; a missing variable of a disabled connector is no problem."""
+    """Replace ${VAR} in every string; a missing variable of a disabled connector is no problem,
+    and one of [slack] leaves Slack off (a notice: the config is fine without Slack)."""
     if isinstance(value, dict):
         return {
-            k: _substitute_env(v, env, root, (*path, k), problems, name) for k, v in value.items()
+            k: _substitute_env(v, env, root, (*path, k), problems, name, notices)
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _substitute_env(v, env, root, (*path, i), problems, name) for i, v in enumerate(value)
+            _substitute_env(v, env, root, (*path, i), problems, name, notices)
+            for i, v in enumerate(value)
         ]
     if not isinstance(value, str):
         return value
@@ -722,9 +729,14 @@ def _substitute_env(
         variable = match.group(1)
         if variable in env:
             return env[variable]
-        if not _in_disabled_connector(root, path):
+        if path[:1] == ("slack",):
+            notices.append(
+                f"{name}: {_dotted(path, root)}: environment variable {variable} is not set, so "
+                f"that part of Slack stays off (export {variable}=... to turn it on)"
+            )
+        elif not _in_disabled_connector(root, path):
             problems.append(
-                f"{name}: {_dotted(path)}: environment variable {variable} is not set; "
+                f"{name}: {_dotted(path, root)}: environment variable {variable} is not set; "
                 f"expected it to hold the value (export {variable}=...)"
             )
         return ""
@@ -743,17 +755,32 @@ def _in_disabled_connector(root: dict[str, Any], path: tuple[Any, ...]) -> bool:
     return connectors[path[1]].get("enabled", True) is False
 
 
-def _dotted(path: tuple[Any, ...]) -> str:
+def _dotted(path: tuple[Any, ...], root: dict[str, Any] | None = None) -> str:
+    """`slack.routes[0].channel`; a connector by its name, as the connectors name themselves:
+    `connectors[mastodon].credentials.access_token`."""
     out = ""
-    for part in path:
-        if isinstance(part, int):
+    for index, part in enumerate(path):
+        named = _connector_name(root, part) if index == 1 and path[0] == "connectors" else None
+        if named is not None:
+            out += f"[{named}]"
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
 
 
-def _describe(name: str, error: Any) -> str:
+def _connector_name(root: dict[str, Any] | None, index: Any) -> str | None:
+    connectors = (root or {}).get("connectors")
+    if not isinstance(index, int) or not isinstance(connectors, list):
+        return None
+    if 0 <= index < len(connectors) and isinstance(connectors[index], dict):
+        name = connectors[index].get("name")
+        return name if isinstance(name, str) and name else None
+    return None
+
+
+def _describe(name: str, error: Any, root: dict[str, Any] | None = None) -> str:
     path = tuple(part for part in error["loc"] if part not in ("function-after",))
     kind = error["type"]
     message = error["msg"].removeprefix("Value error, ")
@@ -763,4 +790,4 @@ def _describe(name: str, error: Any) -> str:
         message = "required key is missing"
     elif kind.endswith("_type") or kind.endswith("_parsing"):
         message = f"{message} (got {error.get('input')!r})"
-    return f"{name}: {_dotted(path)}: {message}"
+    return f"{name}: {_dotted(path, root)}: {message}"
