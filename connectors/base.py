@@ -124,6 +124,12 @@ class Connector:
         self._sleep = sleep
 
     @classmethod
+    def check_surroundings(cls, settings: ConnectorSettings) -> list[str]:
+        """What `triage check-config` can see is missing outside the settings (a file): said
+        before the first poll, where a poll would only fail."""
+        return []
+
+    @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
         """Problems with this connector's settings, one line each, without the file name."""
         prefix = f"connectors[{settings.name}]"

@@ -60,6 +60,13 @@ class FileConnector(Connector):
     default_interval = 3600.0
 
     @classmethod
+    def check_surroundings(cls, settings: ConnectorSettings) -> list[str]:
+        path = settings.options.get("path")
+        if isinstance(path, str) and path.strip() and not Path(path).exists():
+            return [f"connectors[{settings.name}].options.path: {path} does not exist"]
+        return []
+
+    @classmethod
     def check_settings(cls, settings: ConnectorSettings) -> list[str]:
         problems = super().check_settings(settings)
         prefix = f"connectors[{settings.name}].options"

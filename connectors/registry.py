@@ -70,8 +70,11 @@ def polled(settings_list: Iterable[ConnectorSettings]) -> list[ConnectorSettings
     ]
 
 
-def check_connectors(settings_list: Iterable[ConnectorSettings]) -> list[str]:
-    """Problems in every connector block, for `triage check-config`; disabled ones only by type."""
+def check_connectors(
+    settings_list: Iterable[ConnectorSettings], *, surroundings: bool = True
+) -> list[str]:
+    """Problems in every connector block, for `triage check-config`; disabled ones only by type;
+    with `surroundings`, also what is missing outside the settings (a file source's file)."""
     types = connector_types()
     problems: list[str] = []
     for settings in settings_list:
@@ -79,7 +82,8 @@ def check_connectors(settings_list: Iterable[ConnectorSettings]) -> list[str]:
         if cls is None:
             problems.append(_unknown_type(settings))
         elif settings.enabled:
-            problems.extend(cls.check_settings(settings))
+            found = cls.check_settings(settings)
+            problems.extend(found or (cls.check_surroundings(settings) if surroundings else []))
     return problems
 
 

@@ -66,7 +66,7 @@ def test_check_config_accepts_the_example(tmp_path):
         "check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "OK (14 connectors, 3 enabled" in result.stdout
+    assert "OK (14 connectors, 2 enabled" in result.stdout
     # As shipped, with nothing exported: fine, and it says Slack stays off until the tokens are.
     shipped = triage("check-config", "--config", str(REPO / "config.example.toml"), cwd=tmp_path)
     assert shipped.returncode == 0, shipped.stderr
@@ -392,3 +392,19 @@ def test_once_exits_1_when_a_source_fails_and_still_stores_the_others(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "gone: failed" in result.stderr
     assert "good: 1 new mentions" in result.stderr
+
+
+def test_check_config_says_when_a_file_source_is_missing(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[connectors]]\nname = "exports"\ntype = "file"\noptions = { path = "nope.jsonl" }\n'
+        '[[connectors]]\nname = "later"\ntype = "file"\nenabled = false\n'
+        'options = { path = "later.jsonl" }\n',
+        encoding="utf-8",
+    )
+    result = triage("check-config", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"connectors[exports].options.path: {tmp_path / 'nope.jsonl'} does not exist" in (
+        result.stderr
+    )
+    assert "later" not in result.stderr  # a disabled source may wait for its file
