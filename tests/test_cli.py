@@ -408,3 +408,21 @@ def test_check_config_says_when_a_file_source_is_missing(tmp_path):
         result.stderr
     )
     assert "later" not in result.stderr  # a disabled source may wait for its file
+
+
+def test_a_database_that_cannot_be_opened_is_one_clear_line_not_a_traceback(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[database]\nurl = "postgresql://nobody:secret@127.0.0.1:1/none"\n', encoding="utf-8"
+    )
+    checked = triage("check-config", "--config", str(config), cwd=tmp_path)
+    assert checked.returncode == 2
+    assert "database.url: cannot open postgresql://nobody:***@127.0.0.1:1/none" in checked.stderr
+    queue = triage("queue", "--config", str(config), cwd=tmp_path)
+    assert queue.returncode == 2
+    assert "Traceback" not in queue.stderr and "secret" not in queue.stderr
+    assert "database.url: cannot open" in queue.stderr
+
+    config.write_text('[database]\nurl = "sqlite://triage.db"\n', encoding="utf-8")
+    slashes = triage("check-config", "--config", str(config), cwd=tmp_path)
+    assert slashes.returncode == 2 and "three slashes" in slashes.stderr

@@ -100,9 +100,37 @@ def _settings(config: Path | None) -> Settings:
 def _open_store(settings: Settings) -> sa.Engine:
     from triage.store import make_engine, upgrade
 
-    engine = make_engine(settings.database.url)
-    upgrade(engine)
+    try:
+        engine = make_engine(settings.database.url)
+        upgrade(engine)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        typer.echo(f"{settings.source}: database.url: {_no_database(settings, exc)}", err=True)
+        raise typer.Exit(2) from None
     return engine
+
+
+def _no_database(settings: Settings, exc: Exception) -> str:
+    """One line on why the database cannot be opened: the driver's first line, no password."""
+    url = sa.engine.make_url(settings.database.url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"cannot open {url}: {reason}"
+
+
+def _check_database(settings: Settings) -> list[str]:
+    """Whether the database answers (a SQLite file is not created by looking)."""
+    from triage.store import make_engine
+
+    url = sa.engine.make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite":
+        return []  # opened (and created) on first use; its folder is made then
+    try:
+        engine = make_engine(settings.database.url, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        return [f"{settings.source}: database.url: {_no_database(settings, exc)}"]
+    return []
 
 
 def _check_connector_settings(settings: Settings) -> list[str]:
@@ -132,6 +160,7 @@ def check_config(config: ConfigOption = None) -> None:
     """Validate the configuration; exit 2 with one line per problem."""
     settings = _settings(config)
     problems = _check_connector_settings(settings)
+    problems += _check_database(settings)
     for notice in settings.notices:
         typer.echo(f"note: {notice}", err=True)
     if problems:

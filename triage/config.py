@@ -82,6 +82,12 @@ class DatabaseSettings(_Section):
             raise ValueError(
                 f"{url!r} is not supported; expected sqlite:///PATH or postgresql://USER@HOST/DB"
             )
+        if url.startswith("sqlite:") and not url.startswith("sqlite:///") and url != "sqlite://":
+            # "sqlite://triage.db" reads "triage.db" as a host and fails only when first opened.
+            raise ValueError(
+                f"{url!r}: a SQLite URL has three slashes before a relative path "
+                "(sqlite:///triage.db) and four before an absolute one (sqlite:////var/triage.db)"
+            )
         return url
 
 
