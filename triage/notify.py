@@ -521,11 +521,18 @@ class Notifier:
                         )
                     ).all()
                 )
-            over = current is None or f"{current.key}:end" in keys
+            # A status message Slack refused for good (a deleted channel) ends its crisis too,
+            # so the next one gets a message of its own.
+            over = (
+                current is None
+                or f"{current.key}:end" in keys
+                or current.status == OutboxStatus.FAILED
+            )
             rows: list[SlackMessage] = []
             if busy and over:
                 text = status_text(queue_state(session, now=now), now=now)
-                rows.append(self._status_row(f"{prefix}{now:%Y%m%dT%H%M%S}", channel, text))
+                key = f"{prefix}{now:%Y%m%dT%H%M%S}-{uuid4().hex[:6]}"
+                rows.append(self._status_row(key, channel, text))
             elif current is not None and not over and current.ts:
                 if f"{current.key}:pin" not in keys:
                     rows.append(

@@ -767,3 +767,21 @@ def test_a_spike_alert_makes_the_care_channel_busy(engine, slack, notifier_for):
     notifier.flush()
     [status] = _posted(state, CARE)
     assert status["text"].startswith(":rotating_light: *Busy*")
+
+
+def test_a_status_message_slack_refused_does_not_silence_the_next_crisis(
+    engine, slack, notifier_for
+):
+    from triage.store.queries import SPIKE_ALERTED, audit
+
+    state, _ = slack
+    notifier, _ = notifier_for()
+    with session_scope(engine) as session:
+        audit(session, actor="triage", action=SPIKE_ALERTED, after="all:volume:x")
+    state.fail_next("chat.postMessage", Fault(status=200, error="channel_not_found"))
+    assert notifier.crisis_status() == 1
+    notifier.flush()
+    assert notifier.crisis_status() == 1  # a new status message, not silence
+    notifier.flush()
+    assert len(_posted(state, CARE)) == 2  # refused, then posted anew
+    assert [m["text"][:16] for m in state.messages[CARE]] == [":rotating_light:"]

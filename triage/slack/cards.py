@@ -314,17 +314,14 @@ def digest_blocks(view: DigestView) -> list[dict[str, Any]]:
     return [block.to_dict() for block in blocks]
 
 
-def status_text(
-    state: Any, *, now: datetime, ended: bool = False, channel_busy: bool = True
-) -> str:
+def status_text(state: Any, *, now: datetime, ended: bool = False) -> str:
     """The care channel's pinned status while it is busy (a QueueState from the store)."""
     if ended:
         return f":white_check_mark: *Back to normal* ({now:%H:%M} UTC): single cards again."
     topics = " · ".join(f"{escape(name)} {n}" for name, n in state.top_topics) or "none yet"
     lines = [
-        f":rotating_light: *Busy* (updated {now:%H:%M} UTC): "
-        + ("P3/P4 cases come as digests, " if channel_busy else "")
-        + "P1 and P2 still come as cards.",
+        f":rotating_light: *Busy* (updated {now:%H:%M} UTC): P1 and P2 come as cards first; "
+        "P3/P4 may come grouped in digests.",
         f"*Last hour:* {state.mentions_last_hour} mentions · *Top topics:* {topics}",
         f"*Waiting:* {state.not_posted} cases not yet posted ({state.in_digests} in digests)",
     ]
