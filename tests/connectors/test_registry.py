@@ -76,7 +76,8 @@ def test_check_connectors_reports_every_block_and_spares_disabled_ones() -> None
             ConnectorSettings(name="later", type="rss", enabled=False),
             ConnectorSettings(name="old", type="myspace", enabled=False),
             ConnectorSettings(name="ok", type="file", options={"path": "mentions.csv"}),
-        ]
+        ],
+        surroundings=False,  # the blocks alone; a missing file: tests/test_cli.py
     )
     assert problems == [
         "connectors[alerts].options.url: 'ftp://x' is not a web address; "
