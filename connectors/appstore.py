@@ -324,10 +324,15 @@ class AppStoreConnector(Connector):
             for page in range(1, min(FEED_PAGES, self.max_pages) + 1):
                 url = FEED.format(country=country, page=page, app=self.app_id)
                 feed = self._object(self.send(self.client.build_request("GET", url))).get("feed")
-                stamped = [(e, _entry_time(e), _label_of(e, "id")) for e in _entries(feed)]
+                # Feeds have been seen whose entries carry no `updated` of their own: the
+                # feed's time stands in, or such a feed would yield nothing and never move on.
+                fed = _entry_time(feed) if isinstance(feed, Mapping) else None
+                stamped = [(e, _entry_time(e) or fed, _label_of(e, "id")) for e in _entries(feed)]
                 fresh = [e for e, at, rid in stamped if mark.is_new(at, rid)]
                 mentions = self.map_items(
-                    fresh, lambda e, c=country: self._feed_mention(e, c), label=_entry_label
+                    fresh,
+                    lambda e, c=country, t=fed: self._feed_mention(e, c, t),
+                    label=_entry_label,
                 )
                 seen = seen.after(stamped)
                 reached = any(mark.reached(at, rid) for _, at, rid in stamped)
@@ -338,12 +343,14 @@ class AppStoreConnector(Connector):
                 if done:
                     break
 
-    def _feed_mention(self, entry: Mapping[str, Any], country: str) -> NewMention:
+    def _feed_mention(
+        self, entry: Mapping[str, Any], country: str, fed: datetime | None = None
+    ) -> NewMention:
         review_id = _label_of(entry, "id")
         text = _label_of(entry, "content").strip()
         if not review_id or not text:
             raise PayloadError("feed entry has no id or content")
-        updated = _entry_time(entry)
+        updated = _entry_time(entry) or fed
         if updated is None:
             raise PayloadError(f"review {review_id} has no updated time")
         author = entry.get("author") if isinstance(entry.get("author"), Mapping) else {}

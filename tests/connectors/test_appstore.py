@@ -162,6 +162,23 @@ def test_a_single_feed_entry_arrives_as_an_object():
 
 
 @respx.mock
+def test_feed_entries_without_their_own_time_take_the_feeds():
+    data = load("feed_us.json")
+    for entry in data["feed"]["entry"]:
+        entry.pop("updated", None)
+    respx.get(FEED.format("us", 1)).mock(return_value=httpx.Response(200, json=data))
+    respx.get(FEED.format("us", 2)).mock(
+        return_value=httpx.Response(200, json=load("feed_empty.json"))
+    )
+    batches = list(feed().fetch(None))
+    mentions = [m for b in batches for m in b.mentions]
+    assert [m.external_id for m in mentions] == ["11223344556", "11223344550"]
+    assert {m.created_at.isoformat() for m in mentions} == {"2026-11-24T15:00:00+00:00"}
+    # The cursor moves, so the next run does not read the same reviews as new.
+    assert json.loads(batches[-1].cursor)["feed"]["us"]["at"] == "2026-11-24T15:00:00+00:00"
+
+
+@respx.mock
 def test_feed_429_then_ok():
     respx.get(FEED.format("us", 1)).mock(
         side_effect=[
