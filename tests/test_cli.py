@@ -426,3 +426,16 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line_not_a_traceback(tmp_
     config.write_text('[database]\nurl = "sqlite://triage.db"\n', encoding="utf-8")
     slashes = triage("check-config", "--config", str(config), cwd=tmp_path)
     assert slashes.returncode == 2 and "three slashes" in slashes.stderr
+
+
+def test_the_scheduler_internals_stay_out_of_the_log_unless_verbose():
+    import logging
+
+    from triage.cli import _setup_logging
+
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    _setup_logging(False)
+    assert not scheduler.isEnabledFor(logging.INFO)  # "Adding job tentatively"
+    _setup_logging(True)
+    assert scheduler.isEnabledFor(logging.DEBUG)
+    _setup_logging(False)

@@ -68,6 +68,10 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("httpx", "httpcore", "apscheduler.executors", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Its INFO lines ("Adding job tentatively") are internals, not progress: only with -v.
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.DEBUG if verbose else logging.WARNING
+    )
 
 
 # `triage --config X COMMAND`: the path given before the command, for commands given none.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -97,7 +98,11 @@ class Pipeline:
     def analyzer(self) -> Analyzer:
         with self._analyzer_lock:
             if self._analyzer is None:
+                # The first analysis waits for the models: say so, or the run looks stuck.
+                log.info("loading the language, sentiment and intent models (a few seconds)")
+                started = time.monotonic()
                 self._analyzer = self._analyzer_factory(self.settings)
+                log.info("models loaded in %.1f s", time.monotonic() - started)
             return self._analyzer
 
     def ingest(
