@@ -154,10 +154,8 @@ def main() -> int:
         "join mention m on m.id = c.mention_id join analysis a on a.mention_id = m.id "
         "left join slack_outbox o on o.key = 'card:' || c.id"
     ).fetchall()
-    digests = {
-        key: at
-        for key, at in db.execute("select key, sent_at from slack_outbox where key like 'digest:%'")
-    }
+    query = "select key from slack_outbox where key like 'digest:%'"
+    digests = {key for (key,) in db.execute(query)}
     sent_digest_at: dict[str, float] = {}
     for call in answered:
         key = str(((call.body.get("metadata") or {}).get("event_payload") or {}).get("key", ""))

@@ -437,7 +437,8 @@ class Notifier:
                 .group_by(col(SlackMessage.channel))
             ).all()
             for channel, count in waiting:
-                if count <= capacity or self._digested_lately(session, channel):
+                since = utcnow() - timedelta(seconds=slack.digest_every)
+                if count <= capacity or self._digested_since(session, channel, since):
                     continue
                 key = f"digest:{channel}:{uuid4().hex[:12]}"
                 session.execute(
@@ -466,8 +467,9 @@ class Notifier:
                 queued += 1
         return queued
 
-    def _digested_lately(self, session: Any, channel: str) -> bool:
-        since = utcnow() - timedelta(seconds=self.settings.slack.digest_every)
+    @staticmethod
+    def _digested_since(session: Any, channel: str, since: datetime) -> bool:
+        """Whether the channel got a digest at or after `since`."""
         recent = session.exec(
             select(SlackMessage.id).where(
                 col(SlackMessage.key).startswith(f"digest:{channel}:"),
@@ -587,19 +589,15 @@ class Notifier:
         )
 
     def _busy(self, session: Any, channel: str, now: datetime) -> bool:
-        digested = session.exec(
-            select(SlackMessage.id).where(
-                col(SlackMessage.key).startswith(f"digest:{channel}:"),
-                col(SlackMessage.created_at) >= now - CRISIS_AFTER_DIGEST,
-            )
-        ).first()
+        if self._digested_since(session, channel, now - CRISIS_AFTER_DIGEST):
+            return True
         spiked = session.exec(
             select(AuditEvent.id).where(
                 col(AuditEvent.action) == SPIKE_ALERTED,
                 col(AuditEvent.at) >= now - CRISIS_AFTER_SPIKE,
             )
         ).first()
-        return digested is not None or spiked is not None
+        return spiked is not None
 
     def cycle(
         self, *, budget: float, idle: float = IDLE_SECONDS, stop: threading.Event | None = None
