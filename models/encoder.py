@@ -669,16 +669,31 @@ class Encoder:
         """The transformers tokenizer (without the "query: " prefix, which embed() adds)."""
         return self._tokenizer
 
+    @property
+    def depth(self) -> int:
+        """The number of transformer layers: `embed_layers` numbers the last one so."""
+        return int(self._model.config.num_hidden_layers)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed `texts` as an (n, dim) float32 array of unit vectors, in input order."""
+        return self.embed_layers(texts, (self.depth,))[self.depth]
+
+    def embed_layers(self, texts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
+        """Per layer (0: the token embeddings, `depth`: the last), the texts' mean-pooled unit
+        vectors as (n, dim) float32, all from one pass of the encoder."""
         import torch
 
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not a string")
+        wanted = tuple(dict.fromkeys(layers))
+        if not wanted or any(not 0 <= layer <= self.depth for layer in wanted):
+            raise ValueError(f"layers must be within 0..{self.depth}, not {list(layers)}")
         n = len(texts)
-        out = np.zeros((n, self.dim), dtype=np.float32)
+        out = {layer: np.zeros((n, self.dim), dtype=np.float32) for layer in wanted}
         if n == 0:
             return out
+        # Earlier layers keep more of the words (what a mention is about); the last, its tone.
+        hidden_states = wanted != (self.depth,)
         prefixed = [QUERY_PREFIX + t for t in texts]
         # Batches of similar length keep padding (wasted compute) small; rows go back by index.
         enc = self._tokenizer(prefixed, truncation=True, max_length=self.max_length)
@@ -695,11 +710,16 @@ class Encoder:
                 for row, i in enumerate(idx):
                     input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
                     mask[row, : len(ids[i])] = 1
-                hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-                out[idx] = pooled.numpy()
+                result = self._model(
+                    input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden_states
+                )
+                states = result.hidden_states if hidden_states else None
+                for layer in wanted:
+                    hidden = result.last_hidden_state if states is None else states[layer]
+                    weights = mask.unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                    pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+                    out[layer][idx] = pooled.numpy()
         return out
 
 

@@ -3,16 +3,16 @@
 The labels are the taxonomy of models/data/intents/README.md: twenty intents (account takeover,
 phishing, fraud, billing, ... praise, feedback, spam) and two modifiers (a vulnerable person,
 repeat contact). A mention may carry several. The head reads the embeddings the sentiment head
-reads, so it costs no second pass of the encoder. `models/train_intent.py` trains it on
-models/data/intents/train and chooses its settings on models/data/intents/validation; each
-label has its own threshold, stored with the weights.
+reads and, beside them, earlier layers' from the same pass: no second pass of the encoder.
+`models/train_intent.py` trains it on models/data/intents/train and chooses its settings on
+models/data/intents/validation; each label has its own threshold, stored with the weights.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,13 @@ class IntentResult:
         return tuple(label for label in self.labels if label in MODIFIERS)
 
 
+def layer_features(views: Mapping[int, np.ndarray], layers: Sequence[int]) -> np.ndarray:
+    """The head's input: the unit embeddings of `layers` side by side, scaled to unit length."""
+    parts = [np.asarray(views[layer], dtype=np.float32) for layer in layers]
+    joined = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return joined / np.float32(np.sqrt(len(parts)))
+
+
 class IntentModel:
     """Intents of texts, or of embeddings already made by the same encoder."""
 
@@ -117,13 +124,21 @@ class IntentModel:
             raise ValueError(f"{path} is not a head for the labels of models/intent.py")
         if self._layers[-1][0].shape[0] != len(OUTPUTS):
             raise ValueError(f"{path} has {self._layers[-1][0].shape[0]} outputs")
-        check_encoder(self._layers, self.meta, encoder)
+        # Which encoder layers the head reads (a head from before reads only the last).
+        self.encoder_layers: tuple[int, ...] = tuple(
+            int(layer) for layer in self.meta.get("encoder_layers", [encoder.depth])
+        )
+        check_encoder(self._layers, self.meta, encoder, inputs=len(self.encoder_layers))
         thresholds = self.meta.get("thresholds") or {}
         self.thresholds = np.array([float(thresholds.get(label, 0.5)) for label in OUTPUTS])
         self.version = f"intent@{digest[:12]}"
 
+    def predict_views(self, views: Mapping[int, np.ndarray]) -> list[IntentResult]:
+        """The intents of texts from their per-layer embeddings (`Encoder.embed_layers`)."""
+        return self.predict_embeddings(layer_features(views, self.encoder_layers))
+
     def predict_embeddings(self, embeddings: np.ndarray) -> list[IntentResult]:
-        """The intents of rows of unit-length embeddings from this model's encoder."""
+        """The intents of rows of head inputs (`layer_features`) from this model's encoder."""
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.size == 0:
             return []
@@ -144,7 +159,9 @@ class IntentModel:
         return results
 
     def predict(self, texts: Sequence[str]) -> list[IntentResult]:
-        return self.predict_embeddings(self.encoder.embed(list(texts))) if texts else []
+        if not texts:
+            return []
+        return self.predict_views(self.encoder.embed_layers(list(texts), self.encoder_layers))
 
 
 _models: dict[tuple[int, str], IntentModel] = {}

@@ -75,12 +75,15 @@ def read_layers(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[s
     return layers, meta, digest
 
 
-def check_encoder(layers: Sequence[tuple[np.ndarray, ...]], meta: dict[str, Any], encoder) -> None:
-    """ValueError unless the head reads this encoder's embeddings (its size and version)."""
-    if layers[0][0].shape[1] != encoder.dim:
+def check_encoder(
+    layers: Sequence[tuple[np.ndarray, ...]], meta: dict[str, Any], encoder, inputs: int = 1
+) -> None:
+    """ValueError unless the head reads this encoder's embeddings (size and version); `inputs`
+    embeddings of the encoder side by side make one input row."""
+    if layers[0][0].shape[1] != encoder.dim * inputs:
         raise ValueError(
             f"head expects {layers[0][0].shape[1]}-dim embeddings, "
-            f"encoder {encoder.version} gives {encoder.dim}"
+            f"encoder {encoder.version} gives {encoder.dim * inputs}"
         )
     trained_on = meta.get("encoder")
     if trained_on and trained_on != encoder.version:

@@ -90,9 +90,12 @@ class Analyzer:
         """Language, sentiment and urgency for each item, in input order."""
         texts = [_model_text(item) for item in items]
         languages = self.language.detect_many(texts)
-        embeddings = self.sentiment.encoder.embed(texts) if texts else None
-        sentiments = self.sentiment.predict_embeddings(embeddings) if texts else []
-        guesses = self.intent.predict_embeddings(embeddings) if self.intent and texts else []
+        encoder = self.sentiment.encoder
+        # One pass of the encoder: the last layer for sentiment, the ones the intent head reads.
+        wanted = (encoder.depth, *(self.intent.encoder_layers if self.intent else ()))
+        views = encoder.embed_layers(texts, wanted) if texts else {}
+        sentiments = self.sentiment.predict_embeddings(views[encoder.depth]) if texts else []
+        guesses = self.intent.predict_views(views) if self.intent and texts else []
         outputs = []
         for index, (item, text, language, sentiment) in enumerate(
             zip(items, texts, languages, sentiments, strict=True)

@@ -248,6 +248,21 @@ def test_embeddings_are_unit_float32_rows(encoder: Encoder) -> None:
     assert encoder.embed([]).shape == (0, encoder.dim)
 
 
+def test_one_pass_gives_any_layers_embeddings(encoder: Encoder) -> None:
+    texts = ["the kettle stopped heating", "dziękuję za szybką pomoc"]
+    views = encoder.embed_layers(texts, (encoder.depth, 8, 0))
+    assert sorted(views) == [0, 8, encoder.depth]
+    np.testing.assert_allclose(views[encoder.depth], encoder.embed(texts), atol=1e-6)
+    for layer in (0, 8):
+        assert views[layer].shape == (2, encoder.dim)
+        np.testing.assert_allclose(np.linalg.norm(views[layer], axis=1), 1.0, atol=1e-5)
+        # An earlier layer is another view of the text, not a copy of the last one.
+        assert float((views[layer] * views[encoder.depth]).sum(axis=1).max()) < 0.99
+    assert encoder.embed_layers([], (8,))[8].shape == (0, encoder.dim)
+    with pytest.raises(ValueError, match=r"within 0\.\.12"):
+        encoder.embed_layers(texts, (13,))
+
+
 def test_batches_keep_input_order(encoder: Encoder) -> None:
     texts = [
         "a much longer complaint about a parcel that never arrived and a refund never paid",

@@ -75,6 +75,17 @@ def test_the_bundled_head_matches_the_taxonomy_and_the_encoder(intents, encoder)
     assert intents.meta["encoder"] == encoder.version
     assert set(intents.meta["thresholds"]) == set(OUTPUTS)
     assert all(0 < t < 1 for t in intents.meta["thresholds"].values())
+    assert all(0 <= layer <= encoder.depth for layer in intents.encoder_layers)
+    assert intents.meta["input_dim"] == encoder.dim * len(intents.encoder_layers)
+
+
+@pytest.mark.model
+def test_texts_and_their_layer_embeddings_give_the_same_intents(intents, encoder):
+    texts = ["Someone changed the e-mail on my account and ordered two phones", "thanks Ana!"]
+    views = encoder.embed_layers(texts, intents.encoder_layers)
+    by_text, by_views = intents.predict(texts), intents.predict_views(views)
+    assert [r.labels for r in by_text] == [r.labels for r in by_views]
+    assert "account_takeover" in by_text[0].labels and "praise" in by_text[1].labels
 
 
 @pytest.mark.model
