@@ -3,7 +3,7 @@
 The labels are the taxonomy of models/data/intents/README.md: twenty intents (account takeover,
 phishing, fraud, billing, ... praise, feedback, spam) and two modifiers (a vulnerable person,
 repeat contact). A mention may carry several. The head reads the embeddings the sentiment head
-reads and, beside them, earlier layers' from the same pass: no second pass of the encoder.
+reads (and earlier layers' from the same pass, when its metadata names them): no second pass.
 `models/train_intent.py` trains it on models/data/intents/train and chooses its settings on
 models/data/intents/validation; each label has its own threshold, stored with the weights.
 """
