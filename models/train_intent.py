@@ -211,22 +211,35 @@ def per_language(rows: Sequence[Row], y: np.ndarray, probs: np.ndarray, t: np.nd
 
 
 def embed_cached(encoder, texts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
-    """Per layer, the texts' embeddings (models.encoder.Encoder.embed_layers), from the cache
-    when this encoder embedded the same texts before."""
+    """Per layer, the texts' embeddings (models.encoder.Encoder.embed_layers); texts this encoder
+    embedded before come from the cache, so adding rows embeds only the new ones."""
     from models.encoder import cache_root
 
-    key = hashlib.sha256("\n".join([encoder.version, *texts]).encode()).hexdigest()[:24]
-    paths = {layer: cache_root() / "intent-train" / f"{key}-{layer}.npy" for layer in layers}
-    views = {layer: np.load(path) for layer, path in paths.items() if path.is_file()}
-    missing = [layer for layer in layers if layer not in views]
+    version = hashlib.sha256(encoder.version.encode()).hexdigest()[:16]
+    root = cache_root() / "intent-train"
+    paths = {layer: root / f"{version}-layer{layer}.npz" for layer in layers}
+    known: dict[int, dict[str, np.ndarray]] = {}
+    for layer, path in paths.items():
+        known[layer] = {}
+        if path.is_file():
+            with np.load(path) as stored:
+                known[layer] = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    by_key = {hashlib.sha256(text.encode()).hexdigest()[:24]: text for text in texts}
+    missing = sorted(k for k in by_key if any(k not in known[layer] for layer in layers))
     if missing:
         started = time.perf_counter()
-        views |= encoder.embed_layers(list(texts), missing)
-        logger.info("embedded %d texts in %.0f s", len(texts), time.perf_counter() - started)
-        for layer in missing:
-            paths[layer].parent.mkdir(parents=True, exist_ok=True)
-            np.save(paths[layer], views[layer])
-    return views
+        fresh = encoder.embed_layers([by_key[k] for k in missing], layers)
+        logger.info("embedded %d new texts in %.0f s", len(missing), time.perf_counter() - started)
+        for layer, path in paths.items():
+            known[layer].update(zip(missing, fresh[layer], strict=True))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            stored_keys = list(known[layer])
+            vectors = np.stack([known[layer][k] for k in stored_keys])
+            np.savez(tmp, keys=np.array(stored_keys), vectors=vectors)
+            tmp.replace(path)
+    keys = [hashlib.sha256(text.encode()).hexdigest()[:24] for text in texts]
+    return {layer: np.stack([known[layer][k] for k in keys]) for layer in layers}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

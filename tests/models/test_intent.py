@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from models.intent import (
@@ -103,3 +104,29 @@ def test_a_head_trained_on_another_encoder_is_refused(tmp_path, encoder):
     head.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="trained on some-other-encoder@0"):
         IntentModel(encoder, str(head))
+
+
+class _CountingEncoder:
+    """Embeds each text as its length in every dimension, and records what it was asked."""
+
+    version = "counting-1"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def embed_layers(self, texts, layers):
+        self.asked += texts
+        return {layer: np.array([[len(t) + layer] * 3 for t in texts], float) for layer in layers}
+
+
+def test_training_embeds_only_texts_it_has_not_embedded_before(tmp_path, monkeypatch):
+    from models.train_intent import embed_cached
+
+    monkeypatch.setenv("TRIAGE_CACHE_DIR", str(tmp_path))
+    encoder = _CountingEncoder()
+    first = embed_cached(encoder, ["a", "bbb"], (12, 6))
+    assert sorted(encoder.asked) == ["a", "bbb"]
+    second = embed_cached(encoder, ["cc", "bbb", "a"], (12, 6))
+    assert sorted(encoder.asked) == ["a", "bbb", "cc"]
+    assert second[12][:, 0].tolist() == [14, 15, 13]
+    assert second[6][1].tolist() == first[6][1].tolist() == [9, 9, 9]
