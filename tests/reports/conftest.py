@@ -18,12 +18,17 @@ SINCE, UNTIL = DAY1, DAY1 + timedelta(days=2)
 
 def _add(engine, n, at, *, source="x", lang="en", sentiment="negative", kind="complaint",
          intents=("billing",), priority="P3", reply_after=None, agent=None, dismiss_after=None,
-         text="a mention"):  # fmt: skip
+         text="a mention", stored_only=False):  # fmt: skip
+    """One analysed mention with its case, posted at `at` (stored_only: the source gave no
+    time, triage stored it at `at`)."""
     with session_scope(engine) as session:
         mention = Mention(
-            source=source, external_id=f"m{n}", platform=source, text=text, created_at=at,
-            author_handle=f"@u{n}", url=f"https://example.com/{n}",
+            source=source, external_id=f"m{n}", platform=source, text=text,
+            created_at=None if stored_only else at, author_handle=f"@u{n}",
+            url=f"https://example.com/{n}",
         )  # fmt: skip
+        if stored_only:
+            mention.fetched_at = at
         session.add(mention)
         session.flush()
         p = {

@@ -14,6 +14,10 @@ NEGATIVE, NEUTRAL, POSITIVE = "#D55E00", "#999999", "#009E73"
 BLUE, ORANGE, SKY, YELLOW = "#0072B2", "#E69F00", "#56B4E9", "#F0E442"
 # 800 x 450 px: Slack shows images up to about this width without scaling text away.
 SIZE, DPI = (8.0, 4.5), 100
+# Bar charts keep room for at least this many bars, so one source or two languages are bars of
+# the usual thickness at the top, not one block filling the chart.
+MIN_BAR_SLOTS = 6
+BAR_HEIGHT = 0.6
 
 
 def render_all(figures: Figures, sla: SlaSettings) -> dict[str, bytes]:
@@ -60,13 +64,19 @@ def sentiment_over_time(figures: Figures) -> bytes:
 
 
 def bars(values: dict[str, int], title: str, colour: str, limit: int = 12) -> bytes:
-    """Horizontal bars, largest on top; an empty chart says so."""
+    """Horizontal bars, largest on top, as thick however few there are; an empty chart says so."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _figure()
     items = list(values.items())[:limit][::-1]
     if items:
-        ax.barh([str(k) for k, _ in items], [v for _, v in items], color=colour)
+        ax.barh([str(k) for k, _ in items], [v for _, v in items], color=colour, height=BAR_HEIGHT)
         for y, (_, v) in enumerate(items):
             ax.text(v, y, f" {v}", va="center", fontsize=10)
+        top = len(items) - 0.5
+        ax.set_ylim(top - max(MIN_BAR_SLOTS, len(items)), top)
+        ax.set_xlim(0, max(v for _, v in items) * 1.1)  # room for the number after the bar
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "nothing in this period", transform=ax.transAxes, ha="center")
         ax.set_xticks([])

@@ -16,17 +16,25 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+import stopwordsiso
 
-from models.urgency import NON_COMPLAINT_INTENTS
-from triage.config import SlaSettings
+from models.labels import PROBLEMS
+from models.urgency import CUE_LABELS
+from triage.config import FIRST_CLASS_LANGUAGES, SlaSettings
 from triage.drafts.learn import EDIT_CLASSES, draft_category, edit_class
 from triage.store import session_scope
 from triage.store.queries import analyzed_between, sent_with_drafts
 
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.toml")
 PRIORITIES = ("P1", "P2", "P3", "P4")
+# A word is a topic when at least this many negative mentions, and this share of them, have it:
+# in a handful of mentions two make a topic, in thousands a word two customers used is chance.
+MIN_TOPIC_MENTIONS = 2
+MIN_TOPIC_SHARE = 0.03
 _WORD = re.compile(r"[^\W\d_][\w'’-]{2,}")
 _NOISE = re.compile(r"https?://\S+|@\w+|#\w+")
+# French (and Italian) elision: "l'appli", "qu'on" are "appli", "on".
+_ELISION = re.compile(r"^(?:qu|[cdjlmnst])'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +42,7 @@ class Row:
     """One analysed mention as the report (and its CSV) sees it."""
 
     mention_id: int
-    created_at: datetime
+    created_at: datetime  # when it was posted, else when triage stored it
     source: str
     platform: str
     language: str
@@ -119,7 +127,7 @@ class Figures:
 
 
 def load_rows(engine: sa.Engine, since: datetime, until: datetime) -> list[Row]:
-    """The analysed mentions posted in [since, until)."""
+    """The analysed mentions posted in [since, until) (stored then, if the source gave no time)."""
     with session_scope(engine) as session:
         found = analyzed_between(session, since=since, until=until)
         return [_row(mention, analysis, case, agent) for mention, analysis, case, agent in found]
@@ -157,10 +165,10 @@ def compute(
         by_language=dict(Counter(row.language for row in rows).most_common()),
         complaint_categories=dict(
             Counter(
-                intent
+                category
                 for row in complaints
-                for intent in row.intents
-                if intent not in NON_COMPLAINT_INTENTS
+                for category in dict.fromkeys(map(complaint_category, row.intents))
+                if category
             ).most_common()
         ),
         negative_topics=topics,
@@ -170,6 +178,14 @@ def compute(
         examples={word: [r for r in negative if word in _words(r)][:3] for word, _ in topics[:5]},
         rows=rows,
     )
+
+
+def complaint_category(intent: str) -> str | None:
+    """The problem label (models/labels.py) a stored intent names, else None: questions, praise,
+    feedback, spam, the modifiers (vulnerable, repeat contact) and the cue signals older analyses
+    stored (anger, sarcasm, waiting) are no complaint category."""
+    label = CUE_LABELS.get(intent, intent)
+    return label if label in PROBLEMS else None
 
 
 def net_sentiment(rows: Sequence[Row]) -> float | None:
@@ -243,29 +259,42 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def top_topics(
     rows: Sequence[Row], limit: int = 10, skip: frozenset[str] = frozenset()
 ) -> list[tuple[str, int]]:
-    """The words most negative mentions share (each mention counts a word once), stop words out."""
+    """The words most negative mentions share (each mention counts a word once), stop words of
+    its language out, each in at least MIN_TOPIC_MENTIONS mentions and MIN_TOPIC_SHARE of them."""
     counts: Counter[str] = Counter()
     for row in rows:
         counts.update(_words(row) - skip)
+    floor = max(MIN_TOPIC_MENTIONS, math.ceil(MIN_TOPIC_SHARE * len(rows)))
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [(word, n) for word, n in ranked if n >= 2][:limit]
+    return [(word, n) for word, n in ranked if n >= floor][:limit]
 
 
 @functools.cache
-def stopwords() -> frozenset[str]:
-    """Function words of the first-class languages, and words every care mention has."""
+def stopwords(language: str) -> frozenset[str]:
+    """Words that are no topic in a mention in `language`: the stopwords-iso lists of that
+    language and of English (customers mix English in), with stopwords.toml's care words added
+    and its kept words taken out. A language without a list gets every first-class language's."""
     data = tomllib.loads(STOPWORDS_FILE.read_text(encoding="utf-8"))
-    return frozenset(word for words in data.values() for word in words)
+    languages = {language, "en"} if stopwordsiso.has_lang(language) else set(FIRST_CLASS_LANGUAGES)
+    words = set(stopwordsiso.stopwords(languages))
+    words.update(word for lang in languages for word in data["extra"].get(lang, ()))
+    words.difference_update(word for lang in languages for word in data["keep"].get(lang, ()))
+    return frozenset(word.casefold().replace("’", "'") for word in words)
 
 
 def _words(row: Row) -> set[str]:
-    text = _NOISE.sub(" ", row.text.casefold())
-    return {w.strip("'’-") for w in _WORD.findall(text)} - stopwords() - {""}
+    stop = stopwords(row.language)
+    words = set()
+    for token in _WORD.findall(_NOISE.sub(" ", row.text.casefold().replace("’", "'"))):
+        word = _ELISION.sub("", token).strip("'-")
+        if len(word) >= 3 and word not in stop and word.replace("'", "") not in stop:
+            words.add(word)
+    return words
 
 
 def _row(mention, analysis, case, agent: str | None) -> Row:
     resolved_at = (case.replied_at or case.dismissed_at) if case else None
-    created = mention.created_at
+    created = mention.created_at or mention.fetched_at
     return Row(
         mention_id=mention.id or 0,
         created_at=created,

@@ -319,7 +319,11 @@ def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
 def analyzed_between(
     session: Session, *, since: datetime, until: datetime
 ) -> list[tuple[Mention, Analysis, Case | None, str | None]]:
-    """Mentions posted in [since, until) with their analysis, case and who sent the reply."""
+    """Mentions posted in [since, until) with their analysis, case and who sent the reply.
+
+    A mention without its own time (sources need not give one) counts when triage stored it.
+    """
+    posted = sa.func.coalesce(col(Mention.created_at), col(Mention.fetched_at))
     sender = (
         select(OutboundReply.mention_id, sa.func.min(OutboundReply.requested_by).label("sender"))
         .where(OutboundReply.status == ReplyStatus.SENT)
@@ -331,8 +335,17 @@ def analyzed_between(
         .join(Analysis, Analysis.mention_id == Mention.id)
         .join(Case, Case.mention_id == Mention.id, isouter=True)
         .join(sender, sender.c.mention_id == Mention.id, isouter=True)
-        .where(col(Mention.created_at) >= since, col(Mention.created_at) < until)
-        .order_by(col(Mention.created_at), col(Mention.id))
+        .where(
+            sa.or_(
+                sa.and_(col(Mention.created_at) >= since, col(Mention.created_at) < until),
+                sa.and_(
+                    col(Mention.created_at).is_(None),
+                    col(Mention.fetched_at) >= since,
+                    col(Mention.fetched_at) < until,
+                ),
+            )
+        )
+        .order_by(posted, col(Mention.id))
     ).all()
     return [(m, a, c, s) for m, a, c, s in rows]
 
