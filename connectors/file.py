@@ -3,6 +3,8 @@
 One row per mention; only `text` is required. The cursor remembers how far the file was read (a
 byte offset and line number) and a fingerprint of its start, so a re-run reads only appended rows
 and a replaced or truncated file is read again from the top (the store dedupes by external id).
+A record (a JSONL line, or a CSV row with the newlines inside its quoted fields) over
+MAX_RECORD_BYTES is skipped with a log line, never held in memory whole; the rest are kept.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ DEFAULT_BATCH_SIZE = 500
 # Enough of the file's start to notice it was replaced, small enough to hash on every run.
 FINGERPRINT_BYTES = 1024
 CURSOR_VERSION = 1
+# The most one record may take in either format, its line ending included (README: 2 MB).
+MAX_RECORD_BYTES = 2_000_000
+# How much of an over-size record is read at a time while passing over it.
+SKIP_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -141,6 +147,16 @@ class FileConnector(Connector):
             if batch:
                 yield self._page(head, batch)
 
+    def count(self) -> int:
+        """How many records the whole file holds, readable or not: rows, not physical lines."""
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise PermanentError(f"{self.path}: cannot be read ({exc})") from None
+        read = _jsonl_records if self.format == "jsonl" else _csv_records
+        with handle:
+            return sum(1 for _record in read(handle, 0, 0))
+
     def _resume_point(
         self, handle: IO[bytes], head: bytes, state: Mapping[str, Any]
     ) -> tuple[int, int]:
@@ -225,11 +241,31 @@ def stable_id(
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
+def _too_large(size: int) -> str:
+    return f"{size:,} bytes, over the {MAX_RECORD_BYTES:,}-byte limit per record"
+
+
+def _rest_of_line(handle: IO[bytes]) -> tuple[int, int]:
+    """Read on to the end of the current line a chunk at a time: bytes read and quote marks."""
+    size = quotes = 0
+    while chunk := handle.readline(SKIP_CHUNK_BYTES):
+        size += len(chunk)
+        quotes += chunk.count(b'"')
+        if chunk.endswith(b"\n"):
+            break
+    return size, quotes
+
+
 def _jsonl_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record]:
     handle.seek(offset)
     position = offset
-    while raw := handle.readline():
+    while raw := handle.readline(MAX_RECORD_BYTES + 1):
         line += 1
+        if len(raw) > MAX_RECORD_BYTES:
+            size = len(raw) + (0 if raw.endswith(b"\n") else _rest_of_line(handle)[0])
+            position += size
+            yield Record(line=line, end=position, end_line=line, error=_too_large(size))
+            continue
         position += len(raw)
         if not raw.strip():
             continue
@@ -250,35 +286,80 @@ def _jsonl_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record
         yield record
 
 
+class _TooLarge(Exception):
+    """The CSV record being read has passed MAX_RECORD_BYTES."""
+
+
 class _Lines:
-    """Decoded lines from a binary file for csv.reader, counting bytes and lines consumed."""
+    """Decoded lines from a binary file for csv.reader, counting bytes and lines consumed.
+
+    Each record's bytes are counted from `begin()`: a read that takes them past MAX_RECORD_BYTES
+    (by one byte at most) raises _TooLarge, and `skip_record()` passes over the rest of the
+    record a chunk at a time, to the first line end outside quotes.
+    """
 
     def __init__(self, handle: IO[bytes], position: int, line: int):
         self.handle = handle
         self.position = position
         self.line = line
+        self.start = position
+        self.quotes = 0
+        self.at_line_end = True
 
     def __iter__(self) -> Iterator[str]:
         return self
 
+    def begin(self) -> None:
+        """The next line read starts a record."""
+        self.start, self.quotes = self.position, 0
+
+    @property
+    def size(self) -> int:
+        return self.position - self.start
+
     def __next__(self) -> str:
-        raw = self.handle.readline()
+        wanted = max(MAX_RECORD_BYTES - self.size, 0) + 1
+        raw = self.handle.readline(wanted)
         if not raw:
             raise StopIteration
+        ended = raw.endswith(b"\n") or len(raw) < wanted  # short of what was asked: the end
         if self.position == 0 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
-            self.position += len(codecs.BOM_UTF8)
-        self.position += len(raw)
-        self.line += 1
+            self.position = self.start = len(codecs.BOM_UTF8)
+        self._consumed(len(raw), raw.count(b'"'), ended)
+        if self.size > MAX_RECORD_BYTES:
+            raise _TooLarge
         # Undecodable bytes survive as lone surrogates so csv keeps going; the row is refused.
         return raw.decode("utf-8", "surrogateescape")
 
+    def skip_record(self) -> None:
+        """Read on past the end of a record that raised _TooLarge, a chunk at a time."""
+        while not self.at_line_end or self.quotes % 2:
+            size, quotes = _rest_of_line(self.handle)
+            if not size:
+                return
+            self._consumed(size, quotes, True)
+
+    def _consumed(self, size: int, quotes: int, line_ended: bool) -> None:
+        self.position += size
+        self.quotes += quotes
+        self.at_line_end = line_ended
+        if line_ended:
+            self.line += 1
+
 
 def _csv_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record]:
+    # A field may be as long as a record may be; csv's own limit (128 KB) would refuse sooner.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))
     handle.seek(0)
     lines = _Lines(handle, 0, 0)
     reader = csv.reader(lines)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except _TooLarge:
+        lines.skip_record()
+        yield Record(1, lines.position, lines.line, error=f"header row: {_too_large(lines.size)}")
+        return
     if header is None:
         return
     names = [name.strip().lower() for name in header]
@@ -288,10 +369,15 @@ def _csv_records(handle: IO[bytes], offset: int, line: int) -> Iterator[Record]:
         reader = csv.reader(lines)
     while True:
         start = lines.line + 1
+        lines.begin()
         try:
             values = next(reader)
         except StopIteration:
             return
+        except _TooLarge:
+            lines.skip_record()
+            yield Record(start, lines.position, lines.line, error=_too_large(lines.size))
+            continue
         except csv.Error as exc:
             yield Record(start, lines.position, lines.line, error=f"unreadable CSV ({exc})")
             continue

@@ -194,6 +194,58 @@ def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
     assert "received SIGTERM" in err and "scheduler stopped" in err
 
 
+@pytest.mark.model
+def test_a_second_ctrl_c_exits_at_once_and_the_next_start_loses_nothing(tmp_path):
+    import signal
+    import sqlite3
+
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": str(i), "text": f"My order {i} never came"} for i in range(5)],
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "run.db"}"\n'
+        f'[[connectors]]\nname = "imports"\ntype = "file"\ninterval = "1h"\n'
+        f'options = {{ path = "{tmp_path / "in.jsonl"}" }}\n',
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triage", "run", "--config", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = []
+        assert process.stderr is not None
+        # While the models load, the first Ctrl-C waits for the load; the second must not.
+        for line in process.stderr:
+            seen.append(line)
+            if "loading the language, sentiment and intent models" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        # Two signals sent at once arrive as one: the second goes once the first is heard.
+        for line in process.stderr:
+            seen.append(line)
+            if "received SIGINT" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGINT, "".join(seen) + err
+    assert "received SIGINT again: exiting now" in err
+
+    result = triage("once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "run.db") as db:
+        assert db.execute("select count(*) from analysis").fetchone()[0] == 5
+
+
 def test_connectors_test_dry_runs_and_list_shows_health(tmp_path):
     from triage.domain import NewMention
     from triage.store import make_engine, session_scope, upgrade
@@ -439,3 +491,40 @@ def test_the_scheduler_internals_stay_out_of_the_log_unless_verbose():
     _setup_logging(True)
     assert scheduler.isEnabledFor(logging.DEBUG)
     _setup_logging(False)
+
+
+def test_score_without_records_says_so_and_loads_no_model(tmp_path):
+    # A model that cannot load: the command would fail if it tried.
+    config = tmp_path / "config.toml"
+    config.write_text('[models]\nencoder = "nobody/no-such-encoder"\n', encoding="utf-8")
+    (tmp_path / "header.csv").write_text("id,text\n", encoding="utf-8")
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    for name in ("header.csv", "empty.jsonl"):
+        out = tmp_path / f"{name}.out"
+        result = triage("score", "--in", name, "--out", str(out), "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == (
+            f"{name}: no records to score (the file is empty or has only a header)"
+        )
+        assert out.read_text(encoding="utf-8") == ""
+    (tmp_path / "export.txt").write_text("id,text\na,hello\n", encoding="utf-8")
+    unknown = triage("score", "--in", "export.txt", "-c", str(config), cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == (
+        "export.txt: cannot tell the format from its name; expected .jsonl, .ndjson, .csv"
+    )
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_one_line_and_creates_nothing(tmp_path):
+    config = tmp_path / "config.toml"
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'triage.db'}"
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    expected = (
+        f"{config}: database.url: cannot open {url}: the directory {tmp_path / 'no' / 'such'} "
+        "does not exist; create it or correct the path"
+    )
+    for command in ("check-config", "queue", "db upgrade"):
+        result = triage(*command.split(), "--config", str(config), cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.strip() == expected
+    assert not (tmp_path / "no").exists()

@@ -121,17 +121,19 @@ def _no_database(settings: Settings, exc: Exception) -> str:
 
 
 def _check_database(settings: Settings) -> list[str]:
-    """Whether the database answers (a SQLite file is not created by looking)."""
+    """Whether the database answers; for SQLite, whether its folder exists (the file is created
+    on first use, not by looking)."""
     from triage.store import make_engine
 
-    url = sa.engine.make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite":
-        return []  # opened (and created) on first use; its folder is made then
+    sqlite = sa.engine.make_url(settings.database.url).get_backend_name() == "sqlite"
     try:
-        engine = make_engine(settings.database.url, connect_args={"connect_timeout": 5})
-        with engine.connect():
-            pass
-        engine.dispose()
+        if sqlite:
+            make_engine(settings.database.url).dispose()
+        else:
+            engine = make_engine(settings.database.url, connect_args={"connect_timeout": 5})
+            with engine.connect():
+                pass
+            engine.dispose()
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         return [f"{settings.source}: database.url: {_no_database(settings, exc)}"]
     return []
@@ -476,15 +478,23 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score a file of texts: language, sentiment, complaint, urgency, priority and reasons."""
+    from connectors.file import FORMAT_BY_SUFFIX
     from triage.scoring import score_file
 
     settings = _settings(config)
     if not in_.exists():
         typer.echo(f"{in_}: file not found", err=True)
         raise typer.Exit(2)
+    if in_.suffix.lower() not in FORMAT_BY_SUFFIX:
+        known = ", ".join(FORMAT_BY_SUFFIX)
+        typer.echo(f"{in_}: cannot tell the format from its name; expected {known}", err=True)
+        raise typer.Exit(2)
     with open(out, "w", encoding="utf-8") if out else _stdout() as sink:
         counts = score_file(settings, in_, sink, progress=sys.stderr.isatty())
-    log.info("scored %d rows (%d skipped)", counts.scored, counts.skipped)
+    if not counts.records:
+        typer.echo(f"{in_}: no records to score (the file is empty or has only a header)", err=True)
+        return
+    log.info("scored %d of %d records (%d skipped)", counts.scored, counts.records, counts.skipped)
 
 
 @app.command("eval")

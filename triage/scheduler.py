@@ -7,6 +7,7 @@ separate thread pools, so a source that times out or a long backlog never holds 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -185,8 +186,19 @@ class ConnectorScheduler:
         """Start, block until SIGINT or SIGTERM, then stop cleanly."""
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s, stopping after the current batch", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            if self.stop_event.is_set():
+                # Everything is committed per batch: mentions stored but not yet analyzed,
+                # drafted or posted are picked up by the next start, so exiting loses nothing.
+                log.warning(
+                    "received %s again: exiting now; unfinished work resumes at the next start",
+                    name,
+                )
+                logging.shutdown()
+                os._exit(128 + signum)
+            # Set before logging: a second signal can land while this handler is still writing.
             self.stop_event.set()
+            log.info("received %s, stopping after the current batch (again to exit now)", name)
 
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

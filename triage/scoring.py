@@ -1,4 +1,4 @@
-"""Batch scoring of a file: `triage score` streams rows through the analyze stage to JSONL."""
+"""Batch scoring of a file: `triage score` streams records through the analyze stage to JSONL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connectors.registry import build_connector
+from connectors.file import FileConnector
 from triage.analyze import AnalysisInput, AnalysisOutput, Analyzer
 from triage.config import ConnectorSettings, Settings
 from triage.domain import NewMention
@@ -19,6 +19,7 @@ from triage.domain import NewMention
 
 @dataclass
 class ScoreCounts:
+    records: int = 0
     scored: int = 0
     skipped: int = 0
 
@@ -26,30 +27,33 @@ class ScoreCounts:
 def score_file(
     settings: Settings, path: Path, sink: TextIO, *, progress: bool = False
 ) -> ScoreCounts:
-    """Read JSONL or CSV rows (bad ones skipped and logged), write one JSON line per scored row."""
-    analyzer = Analyzer(settings)
-    counts = ScoreCounts()
-    total_rows = _count_rows(path)
-    with _progress(progress, total_rows) as advance:
-        for mentions in _batches(path, settings.models.batch_size * 4):
-            inputs = [AnalysisInput.of(mention) for mention in mentions]
-            for mention, output in zip(mentions, analyzer.analyze(inputs), strict=True):
-                sink.write(json.dumps(_record(mention, output), ensure_ascii=False) + "\n")
-            counts.scored += len(mentions)
-            advance(len(mentions))
-    counts.skipped = max(0, total_rows - counts.scored)
+    """Read a .jsonl or .csv file's records (bad ones skipped and logged), write one JSON line
+    per scored record; the models are loaded only once there is a record to score."""
+    reader = ConnectorSettings(name="score", type="file", options={"path": str(path)})
+    with FileConnector(reader) as source:
+        counts = ScoreCounts(records=source.count())
+        if not counts.records:
+            return counts
+        analyzer: Analyzer | None = None
+        with _progress(progress, counts.records) as advance:
+            for mentions in _batches(source, settings.models.batch_size * 4):
+                analyzer = analyzer or Analyzer(settings)
+                inputs = [AnalysisInput.of(mention) for mention in mentions]
+                for mention, output in zip(mentions, analyzer.analyze(inputs), strict=True):
+                    sink.write(json.dumps(_record(mention, output), ensure_ascii=False) + "\n")
+                counts.scored += len(mentions)
+                advance(len(mentions))
+    counts.skipped = counts.records - counts.scored
     return counts
 
 
-def _batches(path: Path, size: int) -> Iterator[list[NewMention]]:
-    reader = ConnectorSettings(name="score", type="file", options={"path": str(path)})
+def _batches(source: FileConnector, size: int) -> Iterator[list[NewMention]]:
     pending: list[NewMention] = []
-    with build_connector(reader) as source:
-        for batch in source.fetch(None):
-            pending.extend(batch.mentions)
-            while len(pending) >= size:
-                yield pending[:size]
-                pending = pending[size:]
+    for batch in source.fetch(None):
+        pending.extend(batch.mentions)
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
     if pending:
         yield pending
 
@@ -71,12 +75,6 @@ def _record(mention: NewMention, output: AnalysisOutput) -> dict[str, Any]:
         "escalate": urgency.escalate,
         "reasons": urgency.reasons,
     }
-
-
-def _count_rows(path: Path) -> int:
-    with path.open("rb") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    return lines - 1 if path.suffix.lower() == ".csv" else lines
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connectors.base import PermanentError
-from connectors.file import FileConnector, stable_id
+from connectors.file import MAX_RECORD_BYTES, FileConnector, stable_id
 from triage.config import ConnectorSettings
 from triage.domain import Batch, NewMention
 
@@ -214,6 +214,48 @@ def test_large_multilingual_text_passes_through_untouched(tmp_path: Path) -> Non
     for path in (jsonl_path, csv_path):
         (found,) = mentions(list(connector(path).fetch(None)))
         assert found.text == text
+
+
+def test_one_size_limit_per_record_in_both_formats(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record of MAX_RECORD_BYTES (line end included) is read, one byte more is skipped with
+    its starting line, and the records after it are read, also from the cursor past it."""
+
+    def padded(start: str, end: str, size: int, filler: str = "x") -> str:
+        body = size - len(start) - len(end)
+        return start + filler * (body // len(filler)) + "y" * (body % len(filler)) + end
+
+    jsonl_path = tmp_path / "big.jsonl"
+    jsonl_path.write_text(
+        padded('{"id": "fit", "text": "', '"}\n', MAX_RECORD_BYTES)
+        + padded('{"id": "over", "text": "', '"}\n', MAX_RECORD_BYTES + 1)
+        + '{"id": "after", "text": "fine"}\n{"id": "empty", "text": ""}\n',
+        encoding="utf-8",
+    )
+    # In CSV the one over the limit runs over many lines, with quotes inside its quoted field.
+    over = padded('over,"', '"\n', MAX_RECORD_BYTES + 1, filler='a "" b\n')
+    after = 3 + over.count("\n")
+    csv_path = tmp_path / "big.csv"
+    csv_path.write_text(
+        "id,text\n" + padded('fit,"', '"\n', MAX_RECORD_BYTES) + over + "after,fine\nempty,\n",
+        encoding="utf-8",
+    )
+    too_large = f"{MAX_RECORD_BYTES + 1:,} bytes, over the {MAX_RECORD_BYTES:,}-byte limit"
+    for path, over_line, empty_line in ((jsonl_path, 2, 4), (csv_path, 3, after + 1)):
+        source = connector(path)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            batches = list(source.fetch(None))
+        found = mentions(batches)
+        assert [m.external_id for m in found] == ["fit", "after"]
+        assert len(found[0].text) > 1_900_000 and found[1].text == "fine"
+        assert skipped(caplog) == [
+            f"skipped {path}:{over_line}: {too_large} per record",
+            f"skipped {path}:{empty_line}: no text",
+        ]
+        assert source.count() == 4
+        assert list(source.fetch(batches[-1].cursor)) == []
 
 
 def test_incomplete_last_jsonl_line_waits_for_the_next_run(

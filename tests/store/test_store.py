@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel, select
@@ -31,6 +33,21 @@ def test_migrations_from_empty_match_the_tables(db_url):
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
     engine.dispose()
+
+
+def test_a_sqlite_file_is_created_but_never_its_missing_directory(tmp_path, monkeypatch):
+    missing = tmp_path / "typo" / "dir"
+    url = f"sqlite:///{missing / 'triage.db'}"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"the directory {missing} does not")):
+        make_engine(url)
+    assert not (tmp_path / "typo").exists()
+    # The default, a file in the working directory, and a folder that exists are created.
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite:///triage.db", f"sqlite:///{tmp_path / 'other.db'}", "sqlite://"):
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+    assert (tmp_path / "triage.db").is_file() and (tmp_path / "other.db").is_file()
 
 
 def test_same_mention_twice_is_stored_once(engine):

@@ -24,16 +24,31 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Nothing is opened here. A SQLite file is created on first use but never its directory, so a
+    mistyped path grows no tree of folders: FileNotFoundError names the missing directory.
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        database = sa.make_url(url).database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = _missing_sqlite_folder(sa.make_url(url))
+        if folder is not None:
+            raise FileNotFoundError(
+                f"the directory {folder} does not exist; create it or correct the path"
+            )
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _missing_sqlite_folder(url: sa.URL) -> Path | None:
+    """The folder a SQLite file would be created in, when it does not exist."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri") == "true":
+        return None  # in memory, or a file: URI SQLite reads itself
+    folder = Path(database).parent  # as SQLite reads the path: relative to the working directory
+    return None if folder.is_dir() else folder
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
