@@ -163,3 +163,18 @@ def test_a_periodic_job_still_busy_is_not_logged_as_a_warning(store, caplog):
     assert skipped, "the job never overlapped its own interval; the test proves nothing"
     assert all(r.levelno == logging.DEBUG for r in skipped)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_stop_asked_for_while_the_models_load_analyzes_nothing(store):
+    url, engine = store
+    _store_left_behind(engine, 3)
+    stop = threading.Event()
+
+    def loading(_settings):
+        stop.set()  # Ctrl-C while the models load
+        return object()  # an analyzer that must not be asked anything
+
+    settings = Settings.model_validate({"database": {"url": url}})
+    report = Pipeline(settings, engine, analyzer_factory=loading).process(stop=stop)
+
+    assert report.analyzed == 0 and _count(engine, Analysis) == 0

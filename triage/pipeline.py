@@ -150,7 +150,7 @@ class Pipeline:
                 # Drafts follow each chunk, so a long backlog yields cards as it goes.
                 report.drafts = self._draft_rows(drafter)
                 while not (stop is not None and stop.is_set()):
-                    analyzed, cases = self._analyze_chunk(chunk)
+                    analyzed, cases = self._analyze_chunk(chunk, stop)
                     if not analyzed:
                         break
                     report.analyzed += analyzed
@@ -169,13 +169,16 @@ class Pipeline:
         run.process = self.process(stop=stop)
         return run
 
-    def _analyze_chunk(self, limit: int) -> tuple[int, int]:
+    def _analyze_chunk(self, limit: int, stop: threading.Event | None) -> tuple[int, int]:
         with session_scope(self.engine) as session:
             mentions = unanalyzed_mentions(session, limit=limit)
             if not mentions:
                 return 0, 0
+            analyzer = self.analyzer  # the first chunk waits here while the models load
+            if stop is not None and stop.is_set():
+                return 0, 0  # a stop asked for during the load: the chunk waits for the next start
             inputs = [self._analysis_input(session, mention) for mention in mentions]
-            outputs = self.analyzer.analyze(inputs)
+            outputs = analyzer.analyze(inputs)
             cases = 0
             for mention, output in zip(mentions, outputs, strict=True):
                 probabilities = output.sentiment.probabilities
@@ -196,7 +199,7 @@ class Pipeline:
                         priority=urgency.priority,
                         escalate=urgency.escalate,
                         reasons=urgency.reasons,
-                        model_version=self.analyzer.version[:128],
+                        model_version=analyzer.version[:128],
                     )
                 )
                 # News and spam need no human; the analysis still counts them in reports.
