@@ -451,6 +451,11 @@ class SlackSettings(_Section):
     digests: bool = True
     digest_after: Duration = 5 * 60
     digest_every: Duration = 3 * 60
+    # When more P1/P2 cards wait in a channel than it can post within stack_after, up to five
+    # go out stacked in one message (each with its own buttons), so urgent cards keep up with
+    # a crisis at Slack's pace; with stacks off every card goes alone.
+    stacks: bool = True
+    stack_after: Duration = 2.0
     api_url: str = "https://slack.com/api/"
 
     # Cases to other channels by language, source, intent or priority; first match wins, the

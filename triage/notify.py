@@ -43,6 +43,7 @@ from triage.slack.cards import (
     status_text,
 )
 from triage.slack.client import LONGEST_CALL_SECONDS
+from triage.slack.text import cut
 from triage.store import (
     Analysis,
     AuditEvent,
@@ -111,6 +112,21 @@ _HELD_BACK = (
 )
 # Cases a digest names; the rest are counted.
 DIGEST_TOP = 5
+# Waiting P1/P2 cards a stack may take: new, never tried (an attempt may have posted one alone)
+# and never refused inside a stack before.
+_STACKABLE = (
+    col(SlackMessage.status) == OutboxStatus.PENDING,
+    col(SlackMessage.method) == "chat.postMessage",
+    col(SlackMessage.key).startswith("card:"),
+    col(SlackMessage.rank) < PRIORITY_RANK["P3"],
+    col(SlackMessage.digest).is_(None),
+    col(SlackMessage.attempts) == 0,
+    col(SlackMessage.error).is_(None),
+)
+# Cards per stack message, and Block Kit's limit on a message's blocks.
+STACK_CARDS = 5
+MESSAGE_BLOCKS = 50
+STACK_PREFIX = "stack:"
 
 
 def digest_view(session: Any, key: str) -> DigestView:
@@ -341,13 +357,28 @@ class Notifier:
                     col(SlackMessage.ts).is_not(None),
                 )
             ).all()
-            targets = [(card.channel, card.ts) for card in cards]
-        for channel, ts in targets:
+            targets = []
+            for card in cards:
+                if not (card.digest or "").startswith(STACK_PREFIX):
+                    targets.append((card.channel, card.ts, payload))
+                    continue
+                # A stacked card is part of one message: its stored blocks become the new card
+                # and the whole stack is sent again, the other cards as they last were.
+                card.payload = {**card.payload, **payload}
+                session.add(card)
+                session.flush()
+                stacked = session.exec(
+                    select(SlackMessage)
+                    .where(col(SlackMessage.digest) == card.digest)
+                    .order_by(col(SlackMessage.rank), col(SlackMessage.id))
+                ).all()
+                targets.append((card.channel, card.ts, stack_payload(stacked)))
+        for channel, ts, body in targets:
             self.enqueue(
                 key=f"update:{case_id}:{uuid4().hex}",
                 method="chat.update",
                 channel=channel,
-                payload={**payload, "ts": ts},
+                payload={**body, "ts": ts},
                 case_id=case_id,
             )
         return len(targets)
@@ -413,6 +444,7 @@ class Notifier:
                     self._housekept = self._monotonic()
                     self.digest()
                     self.crisis_status()
+            self.stack()
             row_id = self._next_due(passed)
             if row_id is None:
                 break
@@ -421,6 +453,51 @@ class Notifier:
             else:
                 passed.add(row_id)
         return sent
+
+    def stack(self) -> int:
+        """Put each channel's waiting P1/P2 cards, worst first, STACK_CARDS to a message when
+        the channel could not post them one by one within [slack] stack_after; returns how
+        many stack messages were queued."""
+        slack = self.settings.slack
+        if not slack.stacks:
+            return 0
+        capacity = slack.stack_after / max(slack.post_interval, 1e-3)
+        queued = 0
+        with session_scope(self.engine) as session:
+            waiting = session.exec(
+                select(SlackMessage.channel, sa.func.count())
+                .where(*_STACKABLE)
+                .group_by(col(SlackMessage.channel))
+            ).all()
+            for channel, count in waiting:
+                if count <= capacity:
+                    continue
+                cards = session.exec(
+                    select(SlackMessage)
+                    .where(*_STACKABLE, col(SlackMessage.channel) == channel)
+                    .order_by(col(SlackMessage.rank), col(SlackMessage.id))
+                ).all()
+                for group in _stack_groups(cards):
+                    key = f"{STACK_PREFIX}{channel}:{uuid4().hex[:12]}"
+                    for card in group:
+                        card.status, card.digest = OutboxStatus.STACKED, key
+                        session.add(card)
+                    session.add(
+                        SlackMessage(
+                            key=key,
+                            method="chat.postMessage",
+                            channel=channel,
+                            rank=group[0].rank,
+                            payload={
+                                **stack_payload(group),
+                                "unfurl_links": False,
+                                "unfurl_media": False,
+                            },
+                        )
+                    )
+                    queued += 1
+                log.info("%s: %d waiting P1/P2 cards go out in stacks", channel, count)
+        return queued
 
     def digest(self) -> int:
         """Group each channel's waiting P3/P4 cards into one digest message when the channel
@@ -785,8 +862,18 @@ class Notifier:
             stored.sent_at = now
             stored.error = None
             session.add(stored)
-            if row.case_id is not None and row.key == f"card:{row.case_id}":
-                case = session.get(Case, row.case_id)
+            cards = [stored]
+            if row.key.startswith(STACK_PREFIX):
+                cards = list(
+                    session.exec(select(SlackMessage).where(SlackMessage.digest == row.key)).all()
+                )
+                for card in cards:
+                    card.status, card.ts, card.sent_at = OutboxStatus.SENT, ts, now
+                    session.add(card)
+            for card in cards:
+                if card.case_id is None or card.key != f"card:{card.case_id}":
+                    continue
+                case = session.get(Case, card.case_id)
                 if case is not None:
                     case.slack_channel, case.slack_ts = channel, ts
                     if case.status == CaseStatus.NEW:
@@ -801,6 +888,25 @@ class Notifier:
     def _fail(self, row: SlackMessage, error: str) -> None:
         log.error("Slack refused %s for %s: %s; not retrying", row.method, row.key, error)
         self._set(row, OutboxStatus.FAILED, error)
+        if row.key.startswith(STACK_PREFIX):
+            self._unstack(row.key, error)
+
+    def _unstack(self, key: str, error: str) -> None:
+        """The cards of a stack Slack refused go out one by one (and are never stacked again)."""
+        with session_scope(self.engine) as session:
+            given_back = session.execute(
+                sa.update(SlackMessage)
+                .where(
+                    col(SlackMessage.digest) == key,
+                    col(SlackMessage.status) == OutboxStatus.STACKED,
+                )
+                .values(
+                    status=OutboxStatus.PENDING,
+                    digest=None,
+                    error=f"its stack {key} was refused: {error}"[:2000],
+                )
+            )
+        log.warning("%d cards of %s go out one by one", given_back.rowcount, key)
 
     def _set(self, row: SlackMessage, status: OutboxStatus, error: str) -> None:
         with session_scope(self.engine) as session:
@@ -829,6 +935,36 @@ class Notifier:
                 info = (None, f"connector {source!r} is not configured any more")
             self._reply_info[source] = info
         return self._reply_info[source]
+
+
+def _stack_groups(cards: list[SlackMessage]) -> list[list[SlackMessage]]:
+    """Cards, in order, in groups of at most STACK_CARDS whose blocks fit one message."""
+    groups: list[list[SlackMessage]] = []
+    blocks = 0
+    for card in cards:
+        size = len(card.payload.get("blocks") or []) or 1
+        if groups and len(groups[-1]) < STACK_CARDS and blocks + 1 + size <= MESSAGE_BLOCKS:
+            groups[-1].append(card)
+            blocks += 1 + size
+        else:
+            groups.append([card])
+            blocks = size
+    return groups
+
+
+def stack_payload(cards: list[SlackMessage]) -> dict[str, Any]:
+    """One message holding several cards, a divider between them; a card without blocks (its
+    plain-text fallback) becomes a section of its text."""
+    blocks: list[dict[str, Any]] = []
+    for card in cards:
+        if blocks:
+            blocks.append({"type": "divider"})
+        blocks.extend(
+            card.payload.get("blocks")
+            or [{"type": "section", "text": {"type": "plain_text", "text": card.payload["text"]}}]
+        )
+    texts = [str(card.payload.get("text", "")) for card in cards]
+    return {"text": cut(f"{len(cards)} urgent cases: " + " | ".join(texts), 3000), "blocks": blocks}
 
 
 def duration_text(seconds: float) -> str:

@@ -85,6 +85,8 @@ class FakeSlack:
 
     def _effect(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         channel = body.get("channel")
+        if method in ("chat.postMessage", "chat.update") and not _valid_blocks(body):
+            return {"ok": False, "error": "invalid_blocks"}
         if method == "auth.test":
             return {"ok": True, "user_id": "UBOT0001", "team_id": "T0001", "bot_id": "B0001"}
         if method in ("chat.postMessage", "chat.postEphemeral"):
@@ -231,3 +233,12 @@ def start_fake_slack() -> tuple[_Server, str]:
     host, port = server.server_address[:2]
     server.state.base = f"http://{host}:{port}/"
     return server, f"http://{host}:{port}/api/"
+
+
+def _valid_blocks(body: dict[str, Any]) -> bool:
+    """Block Kit's message rules Slack enforces: at most 50 blocks, block ids unique."""
+    blocks = body.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    ids = [block["block_id"] for block in blocks if "block_id" in block]
+    return len(blocks) <= 50 and len(ids) == len(set(ids))

@@ -785,3 +785,107 @@ def test_a_status_message_slack_refused_does_not_silence_the_next_crisis(
     notifier.flush()
     assert len(_posted(state, CARE)) == 2  # refused, then posted anew
     assert [m["text"][:16] for m in state.messages[CARE]] == [":rotating_light:"]
+
+
+def _stack_setup(engine, count: int = 7) -> list[int]:
+    """`count` P2 cases, worst first by urgency, and one P3."""
+    cases = [
+        add_case(engine, external_id=f"u{i}", text=f"urgent {i}", priority="P2", urgency=90 - i)
+        for i in range(count)
+    ]
+    add_case(engine, external_id="calm", text="meh", priority="P3", urgency=30)
+    return cases
+
+
+def _card_ids(message: dict) -> list[str]:
+    return [b["block_id"] for b in message["blocks"] if b.get("block_id", "").startswith("case-")]
+
+
+def test_a_p1_p2_backlog_goes_out_stacked_worst_first_each_card_actionable(
+    engine, slack, notifier_for
+):
+    state, _ = slack
+    urgent = _stack_setup(engine)
+    notifier, sleeps = notifier_for()  # one post a second: three waiting would take > 2 s
+
+    notifier.enqueue_cards()
+    assert notifier.flush() == 3  # two stacks (5 + 2 cards) and the P3 alone
+    first, second, calm = _posted(state, CARE)
+    assert _card_ids(first) == [f"case-{case}" for case in urgent[:5]]
+    assert _card_ids(second) == [f"case-{case}" for case in urgent[5:]]
+    assert first["text"].startswith("5 urgent cases: P2 (90)")
+    assert calm["text"].startswith("P3 (30)")
+    assert len(sleeps) == 2  # still paced: three messages, not eight
+    with session_scope(engine) as session:
+        cases = {case.id: case for case in session.exec(select(Case))}
+    ts = {m["text"][:20]: m["ts"] for m in state.messages[CARE]}
+    assert {cases[c].slack_ts for c in urgent[:5]} == {ts[first["text"][:20]]}
+    assert all(cases[c].status == CaseStatus.POSTED for c in urgent)
+    assert notifier.stack() == 0 and notifier.flush() == 0
+
+    # The load falls: two urgent cards fit in two seconds and go out alone.
+    for index in range(2):
+        add_case(engine, external_id=f"later{index}", text="help", priority="P2", urgency=70)
+    notifier.enqueue_cards()
+    assert notifier.stack() == 0
+    assert notifier.flush() == 2
+    assert all(len(_card_ids(m)) == 1 for m in _posted(state, CARE)[3:])
+
+
+def test_acting_on_a_stacked_card_updates_it_and_keeps_the_others(engine, slack, notifier_for):
+    state, _ = slack
+    urgent = _stack_setup(engine)
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+    notifier.flush()
+
+    assert notifier.update_cards(urgent[1], status_line=":eyes: taken by Ana") == 1
+    assert notifier.update_cards(urgent[3], status_line=":arrow_up: escalated by Ben") == 1
+    assert notifier.flush() == 2
+    stack = state.messages[CARE][0]
+    assert _card_ids(stack) == [f"case-{case}" for case in urgent[:5]]
+    text = json.dumps(stack["blocks"])
+    assert "taken by Ana" in text and "escalated by Ben" in text  # the first update kept
+    assert state.calls_to("chat.update")[-1].body["ts"] == stack["ts"]
+
+
+def test_a_stack_slack_refuses_sends_its_cards_one_by_one(engine, slack, notifier_for):
+    state, _ = slack
+    urgent = _stack_setup(engine, count=4)
+    state.fail_next("chat.postMessage", Fault(status=200, error="invalid_blocks"))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+
+    notifier.flush()
+    notifier.flush()
+
+    singles = [m for m in _posted(state, CARE) if len(_card_ids(m)) == 1]
+    assert {_card_ids(m)[0] for m in singles} == {f"case-{c}" for c in urgent} | {"case-5"}
+    assert notifier.stack() == 0  # never stacked again
+    with session_scope(engine) as session:
+        assert all(session.get(Case, c).status == CaseStatus.POSTED for c in urgent)
+
+
+def test_a_stack_whose_answer_was_lost_is_found_not_posted_twice(engine, slack, notifier_for):
+    state, _ = slack
+    urgent = _stack_setup(engine, count=4)
+    state.fail_next("chat.postMessage", Fault(status=500, after_effect=True))
+    notifier, _ = notifier_for()
+    notifier.enqueue_cards()
+
+    notifier.flush()
+    notifier.flush()
+
+    stacks = [m for m in state.messages[CARE] if len(_card_ids(m)) > 1]
+    assert len(stacks) == 1 and _card_ids(stacks[0]) == [f"case-{c}" for c in urgent]
+    with session_scope(engine) as session:
+        assert {session.get(Case, c).slack_ts for c in urgent} == {stacks[0]["ts"]}
+
+
+def test_stacks_can_be_turned_off(engine, slack, notifier_for):
+    state, _ = slack
+    _stack_setup(engine)
+    notifier, _ = notifier_for(stacks=False)
+    notifier.enqueue_cards()
+    assert notifier.flush() == 8
+    assert all(len(_card_ids(m)) == 1 for m in _posted(state, CARE))

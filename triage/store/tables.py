@@ -175,6 +175,7 @@ class OutboxStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # Slack refused it for good (bad channel, bad blocks)
     DIGESTED = "digested"  # a card held back in a digest; posted in its thread on request
+    STACKED = "stacked"  # a card that goes out, and is updated, inside a stack message
 
 
 class SlackMessage(SQLModel, table=True):
@@ -193,7 +194,7 @@ class SlackMessage(SQLModel, table=True):
     rank: int = Field(default=0, index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     status: str = Field(default=OutboxStatus.PENDING, max_length=16, index=True)
-    # The key of the digest message that holds this card (see triage/notify.py).
+    # The key of the digest or stack message that holds this card (see triage/notify.py).
     digest: str | None = Field(default=None, max_length=128, index=True)
     attempts: int = 0
     ts: str | None = Field(default=None, max_length=32)
