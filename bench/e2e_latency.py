@@ -154,21 +154,25 @@ def main() -> int:
         "join mention m on m.id = c.mention_id join analysis a on a.mention_id = m.id "
         "left join slack_outbox o on o.key = 'card:' || c.id"
     ).fetchall()
-    query = "select key from slack_outbox where key like 'digest:%'"
-    digests = {key for (key,) in db.execute(query)}
-    sent_digest_at: dict[str, float] = {}
+    query = "select key from slack_outbox where key like 'digest:%' or key like 'stack:%'"
+    groups = {key for (key,) in db.execute(query)}
+    sent_group_at: dict[str, float] = {}
     for call in answered:
         key = str(((call.body.get("metadata") or {}).get("event_payload") or {}).get("key", ""))
-        if key in digests:
-            sent_digest_at.setdefault(key, call.at)
+        if key in groups:
+            sent_group_at.setdefault(key, call.at)
     latency: dict[str, list[float]] = {}
-    waiting = in_digest = 0
+    waiting = in_digest = stacked = 0
     # A case with no outbox row at all would be lost: neither a card nor a digest line.
     lost = sum(status is None for *_, status, _ in rows)
-    for case_id, external_id, priority, _status, digest in rows:
+    for case_id, external_id, priority, _status, group in rows:
         at = posted.get(case_id)
-        if at is None and digest in sent_digest_at:
-            at, in_digest = sent_digest_at[digest], in_digest + 1
+        if at is None and group in sent_group_at:
+            at = sent_group_at[group]
+            if group.startswith("stack:"):
+                stacked += 1
+            else:
+                in_digest += 1
         if at is None or external_id not in written:
             waiting += external_id in written
             continue
@@ -184,8 +188,10 @@ def main() -> int:
         "mentions": len(written),
         "cases": len(rows),
         "cards": len(posted),
+        "stacked_cards": stacked,
+        "stacks": sum(key.startswith("stack:") for key in sent_group_at),
         "in_digests": in_digest,
-        "digests": len(sent_digest_at),
+        "digests": sum(key.startswith("digest:") for key in sent_group_at),
         "waiting_at_end": waiting,  # queued (card or digest) when the run stopped
         "lost": lost,
         "answered_429": limited,
