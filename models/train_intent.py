@@ -66,6 +66,9 @@ class HeadConfig:
 # The settings tried by default; --wide adds linear heads and wider ones (on the 887 validation
 # mentions, 2026-12-02: linear 67.6, 256 hidden 72.9-73.1 at F1 thresholds, 512 hidden 73.6 at
 # F1.5 thresholds, each a fraction of a point apart, so the small default grid loses little).
+# A care lead's view: an urgent mention left in P3 (a customer at risk waits hours) costs twice
+# what a calm one shown as urgent does (an agent reads it and moves on).
+URGENT_MISS_COST = 2.0
 GRID = [
     HeadConfig(hidden=256, weight_decay=1e-3, dropout=0.1),
     HeadConfig(hidden=256, weight_decay=1e-2, dropout=0.3),
@@ -165,13 +168,15 @@ def choose_thresholds(
     return chosen
 
 
-def urgent_threshold(y: np.ndarray, probs: np.ndarray) -> float:
+def urgent_threshold(
+    y: np.ndarray, probs: np.ndarray, miss_cost: float = URGENT_MISS_COST
+) -> float:
     """The `urgent` threshold with the most urgent rows flagged less the share of the rest
-    flagged (Youden's J): both targets, urgent recall and over-ranking, count alike."""
+    flagged, a missed urgent row counting `miss_cost` times an over-ranked one (1: Youden's J)."""
     j = OUTPUTS.index(URGENT)
     truth = y[:, j] > 0.5
     gains = [
-        float((probs[truth, j] >= t).mean() - (probs[~truth, j] >= t).mean())
+        float(miss_cost * (probs[truth, j] >= t).mean() - (probs[~truth, j] >= t).mean())
         for t in THRESHOLD_GRID
     ]
     return float(THRESHOLD_GRID[int(np.argmax(gains))])
