@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ def main() -> int:
             posted.setdefault(int(key.split(":")[1]), call.at)
     db = sqlite3.connect(folder / "bench.db")
     rows = db.execute(
-        "select c.id, m.external_id, a.priority, o.status, o.digest from care_case c "
+        "select c.id, m.external_id, a.priority, o.status, o.digest, c.created_at from care_case c "
         "join mention m on m.id = c.mention_id join analysis a on a.mention_id = m.id "
         "left join slack_outbox o on o.key = 'card:' || c.id"
     ).fetchall()
@@ -164,8 +165,10 @@ def main() -> int:
     latency: dict[str, list[float]] = {}
     waiting = in_digest = stacked = 0
     # A case with no outbox row at all would be lost: neither a card nor a digest line.
-    lost = sum(status is None for *_, status, _ in rows)
-    for case_id, external_id, priority, _status, group in rows:
+    lost = sum(status is None for *_, status, _group, _opened in rows)
+    # From the case being opened (analysis done) to Slack: the notify stage's own share.
+    after_open: dict[str, list[float]] = {}
+    for case_id, external_id, priority, _status, group, opened in rows:
         at = posted.get(case_id)
         if at is None and group in sent_group_at:
             at = sent_group_at[group]
@@ -177,6 +180,8 @@ def main() -> int:
             waiting += external_id in written
             continue
         latency.setdefault(priority, []).append(at - written[external_id])
+        opened_at = datetime.fromisoformat(opened).replace(tzinfo=UTC).timestamp()
+        after_open.setdefault(priority, []).append(at - opened_at)
     per_channel: dict[str, list[float]] = {}
     for call in answered:
         per_channel.setdefault(str(call.body.get("channel")), []).append(call.at)
@@ -202,6 +207,13 @@ def main() -> int:
                 "p95": round(percentile(values, 0.95), 1),
             }
             for band, values in sorted(latency.items())
+        },
+        "case_opened_to_slack_s": {
+            band: {
+                "p50": round(statistics.median(values), 1),
+                "p95": round(percentile(values, 0.95), 1),
+            }
+            for band, values in sorted(after_open.items())
         },
         "max_posts_per_channel_in_any_second": {
             channel: max(sum(1 for other in times if 0 <= other - at < 1.0) for at in times)
