@@ -59,8 +59,8 @@ from triage.store.queries import (
     SPIKE_ALERTED,
     case_with_details,
     cases_to_notify,
-    open_posted_cases,
     queue_state,
+    sla_due_cases,
 )
 from triage.views import excerpt
 
@@ -396,9 +396,12 @@ class Notifier:
         """Queue a thread reminder at 75% of a case's first-response target and a breach ping."""
         now = now or utcnow()
         leads = self.settings.slack.leads_group
-        queued = 0
+        targets = {priority: self.settings.sla.target(priority) for priority in PRIORITY_RANK}
+        rows: list[SlackMessage] = []
         with session_scope(self.engine) as session:
-            cases = open_posted_cases(session)
+            cases = sla_due_cases(
+                session, now=now, targets=targets, reminder_share=SLA_REMINDER_SHARE
+            )
         for case, mention, analysis in cases:
             target = self.settings.sla.target(analysis.priority)
             since = mention.created_at or case.created_at
@@ -420,14 +423,34 @@ class Notifier:
                 key = f"sla-reminder:{case.id}"
             else:
                 continue
-            queued += self.enqueue(
-                key=key,
-                method="chat.postMessage",
-                channel=case.slack_channel or "",
-                case_id=case.id,
-                payload={"text": text, **thread},
+            rows.append(
+                SlackMessage(
+                    key=key,
+                    method="chat.postMessage",
+                    channel=case.slack_channel or "",
+                    case_id=case.id,
+                    rank=UPDATE_RANK,
+                    payload={"text": text, **thread},
+                )
             )
-        return queued
+        return self._enqueue_new(rows)
+
+    def _enqueue_new(self, rows: list[SlackMessage]) -> int:
+        """Queue the rows whose key was never queued (as `enqueue` does one by one), in one
+        transaction with one look-up; returns how many were queued."""
+        if not rows:
+            return 0
+        keys = [row.key for row in rows]
+        with session_scope(self.engine) as session:
+            known: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                known.update(
+                    session.exec(select(SlackMessage.key).where(col(SlackMessage.key).in_(chunk)))
+                )
+            fresh = [row for row in rows if row.key not in known]
+            session.add_all(fresh)
+        return len(fresh)
 
     def flush(self, *, limit: int = 200, budget: float | None = None, refill: bool = False) -> int:
         """Send pending outbox rows, the worst waiting one next each time, so a P1 queued
@@ -551,6 +574,7 @@ class Notifier:
             select(SlackMessage.id).where(
                 col(SlackMessage.key).startswith(f"digest:{channel}:"),
                 col(SlackMessage.created_at) >= since,
+                col(SlackMessage.case_id).is_(None),  # as every digest: read from its index
             )
         ).first()
         return recent is not None
@@ -583,11 +607,14 @@ class Notifier:
         prefix = f"status:{channel}:"
         with session_scope(self.engine) as session:
             busy = self._busy(session, channel, now)
+            # Status rows have no case: `case_id IS NULL` reads them from the outbox's case_id
+            # index instead of every card ever sent (a LIKE on the key uses no index).
             current = session.exec(
                 select(SlackMessage)
                 .where(
                     col(SlackMessage.key).startswith(prefix),
                     col(SlackMessage.method) == "chat.postMessage",
+                    col(SlackMessage.case_id).is_(None),
                 )
                 .order_by(col(SlackMessage.id).desc())
             ).first()
@@ -596,7 +623,8 @@ class Notifier:
                 keys = set(
                     session.exec(
                         select(SlackMessage.key).where(
-                            col(SlackMessage.key).startswith(current.key + ":")
+                            col(SlackMessage.key).startswith(current.key + ":"),
+                            col(SlackMessage.case_id).is_(None),
                         )
                     ).all()
                 )
@@ -621,7 +649,8 @@ class Notifier:
                     )
                 updates = session.exec(
                     select(sa.func.max(SlackMessage.created_at)).where(
-                        col(SlackMessage.key).startswith(current.key + ":u")
+                        col(SlackMessage.key).startswith(current.key + ":u"),
+                        col(SlackMessage.case_id).is_(None),
                     )
                 ).one()
                 last = updates or current.created_at

@@ -202,6 +202,7 @@ class Pipeline:
                         model_version=analyzer.version[:128],
                     )
                 )
+                mention.analyzed = True  # out of the index of mentions waiting for analysis
                 # News and spam need no human; the analysis still counts them in reports.
                 if urgency.kind not in ("info", "spam"):
                     session.add(Case(mention_id=mention.id))

@@ -334,10 +334,12 @@ def test_sla_reminder_at_three_quarters_and_one_breach_ping(engine, slack, notif
     assert notifier.check_sla(now=created + target + timedelta(minutes=10)) == 1
     assert notifier.check_sla(now=created + target * 3) == 0
     # Once pinged, the case is not even read again: the check's cost follows what is left to say.
-    from triage.store.queries import open_posted_cases
+    from triage.store.queries import sla_due_cases
 
     with session_scope(engine) as session:
-        assert open_posted_cases(session) == []
+        targets = {"P1": 1800.0, "P2": 7200.0, "P3": 28800.0, "P4": 86400.0}
+        later = created + target * 30
+        assert sla_due_cases(session, now=later, targets=targets, reminder_share=0.75) == []
     notifier.flush()
 
     thread = [m for m in state.messages[CARE] if m.get("thread_ts") == case.slack_ts]

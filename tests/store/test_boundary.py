@@ -200,6 +200,8 @@ def test_first_concurrent_saves_of_a_new_source_all_succeed(db_url: str) -> None
         with session_scope(engine) as session:
             assert len(session.exec(select(ConnectorState)).all()) == 1
             assert session.get(ConnectorState, "hook").consecutive_failures == 0
+            # The count `connectors list` shows, added in SQL: no racing batch lost its own.
+            assert session.get(ConnectorState, "hook").mention_count == threads
     finally:
         engine.dispose()
 

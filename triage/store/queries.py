@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +28,15 @@ from triage.store.tables import (
     OutboxStatus,
     ReplyStatus,
     SlackMessage,
+    in_inline,
 )
 
 PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
+
+
+def _open() -> Any:
+    """Open cases, written so the partial index of open cases serves the query."""
+    return in_inline(col(Case.status), OPEN_STATUSES)
 
 
 def _insert_ignoring_duplicates(session: Session, table: type[SQLModel] = Mention) -> Any:
@@ -65,6 +71,10 @@ def save_batch(
                 new += 1
     state = get_state(session, name=source)
     state.cursor = cursor
+    if new:
+        # Added in SQL, not in Python: concurrent batches of one source (webhooks) never lose a
+        # count, and the count commits or rolls back with its mentions.
+        state.mention_count = ConnectorState.mention_count + new  # type: ignore[assignment]
     session.add(state)
     return new
 
@@ -115,17 +125,24 @@ def connector_states(session: Session) -> dict[str, ConnectorState]:
 
 
 def mention_counts(session: Session) -> dict[str, int]:
-    """How many mentions each source has stored."""
-    statement = select(Mention.source, sa.func.count()).group_by(Mention.source)
+    """How many mentions each source has stored (kept by save_batch: nothing is counted here)."""
+    statement = select(ConnectorState.name, ConnectorState.mention_count).where(
+        col(ConnectorState.mention_count) > 0
+    )
     return {source: int(count) for source, count in session.exec(statement).all()}
 
 
 def unanalyzed_mentions(session: Session, *, limit: int) -> list[Mention]:
-    """Mentions with no analysis yet, oldest first."""
+    """Mentions with no analysis yet, oldest first.
+
+    Read from the partial index of mentions not flagged `analyzed` (the pipeline flags each one
+    with its analysis), so the cost follows the backlog, not the history; the anti-join keeps
+    the answer exact for an analysis stored any other way.
+    """
+    analysed = sa.exists().where(col(Analysis.mention_id) == col(Mention.id))
     statement = (
         select(Mention)
-        .outerjoin(Analysis, col(Analysis.mention_id) == col(Mention.id))
-        .where(col(Analysis.id).is_(None))
+        .where(sa.not_(col(Mention.analyzed)), ~analysed)
         .order_by(col(Mention.id))
         .limit(limit)
     )
@@ -135,30 +152,51 @@ def unanalyzed_mentions(session: Session, *, limit: int) -> list[Mention]:
 def count_recent_by_author(
     session: Session, *, platform: str, handle: str, since: datetime, before_id: int
 ) -> int:
-    """How many earlier mentions the same author posted on the platform since `since`."""
-    statement = (
-        select(sa.func.count())
-        .select_from(Mention)
-        .where(
-            Mention.platform == platform,
-            Mention.author_handle == handle,
-            col(Mention.id) < before_id,
-            sa.or_(col(Mention.created_at).is_(None), col(Mention.created_at) >= since),
+    """How many earlier mentions the same author posted on the platform since `since`.
+
+    Two counts, each a range of the index on (author_handle, platform, created_at): those
+    without a time of their own, and those since `since`.
+    """
+
+    def count(when: Any) -> Any:
+        return (
+            select(sa.func.count())
+            .select_from(Mention)
+            .where(
+                Mention.author_handle == handle,
+                Mention.platform == platform,
+                when,
+                col(Mention.id) < before_id,
+            )
+            .scalar_subquery()
         )
-    )
-    return int(session.exec(statement).one())
+
+    untimed = count(col(Mention.created_at).is_(None))
+    recent = count(col(Mention.created_at) >= since)
+    return int(session.exec(select(untimed + recent)).one())
 
 
 def cases_without_draft(session: Session, *, limit: int) -> list[tuple[Case, Mention, Analysis]]:
-    """Open cases that have no draft yet."""
-    statement = (
-        select(Case, Mention, Analysis)
-        .join(Mention, col(Mention.id) == col(Case.mention_id))
-        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
-        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
-        .where(col(Draft.id).is_(None), col(Case.status).in_(OPEN_STATUSES))
+    """Open cases that have no draft yet (and have their analysis).
+
+    The open cases are sieved on the draft and analysis indexes first, so only the cases
+    returned are read in full, not every open case's mention and analysis.
+    """
+    drafted = sa.exists().where(col(Draft.mention_id) == col(Case.mention_id))
+    analysed = sa.exists().where(col(Analysis.mention_id) == col(Case.mention_id))
+    waiting = (
+        select(col(Case.id).label("case_id"))
+        .where(_open(), ~drafted, analysed)
         .order_by(col(Case.id))
         .limit(limit)
+        .subquery()
+    )
+    statement = (
+        select(Case, Mention, Analysis)
+        .join(waiting, waiting.c.case_id == col(Case.id))
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .order_by(col(Case.id))
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
 
@@ -166,17 +204,34 @@ def cases_without_draft(session: Session, *, limit: int) -> list[tuple[Case, Men
 def open_queue(
     session: Session, *, limit: int = 50
 ) -> list[tuple[Case, Mention, Analysis, Draft | None]]:
-    """Open cases, worst first: priority band, then urgency, then the oldest."""
-    statement = (
-        select(Case, Mention, Analysis, Draft)
+    """Open cases, worst first: priority band, then urgency, then the oldest.
+
+    The open cases come from their partial index, and only their sort keys are sorted (in
+    memory); the full rows are read for the `limit` cases shown.
+    """
+    top = (
+        select(
+            col(Case.id).label("case_id"),
+            PRIORITY_ORDER.label("band"),
+            col(Analysis.urgency).label("urgency"),
+            col(Mention.created_at).label("created_at"),
+        )
         .join(Mention, col(Mention.id) == col(Case.mention_id))
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
-        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
-        .where(col(Case.status).in_(OPEN_STATUSES))
+        .where(_open())
         .order_by(
             PRIORITY_ORDER, col(Analysis.urgency).desc(), col(Mention.created_at), col(Case.id)
         )
         .limit(limit)
+        .subquery()
+    )
+    statement = (
+        select(Case, Mention, Analysis, Draft)
+        .join(top, top.c.case_id == col(Case.id))
+        .join(Mention, col(Mention.id) == col(Case.mention_id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .outerjoin(Draft, col(Draft.mention_id) == col(Mention.id))
+        .order_by(top.c.band, top.c.urgency.desc(), top.c.created_at, col(Case.id))
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
 
@@ -274,7 +329,7 @@ def open_by_priority(session: Session) -> dict[str, int]:
     statement = (
         select(Analysis.priority, sa.func.count())
         .join(Case, col(Case.mention_id) == col(Analysis.mention_id))
-        .where(col(Case.status).in_(OPEN_STATUSES))
+        .where(_open())
         .group_by(Analysis.priority)
     )
     return {priority: int(count) for priority, count in session.exec(statement).all()}
@@ -288,29 +343,61 @@ def assigned_open(
         select(Case, Mention, Analysis)
         .join(Mention, col(Mention.id) == col(Case.mention_id))
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
-        .where(col(Case.status).in_(OPEN_STATUSES), Case.assignee == user)
+        .where(_open(), Case.assignee == user)
         .order_by(PRIORITY_ORDER, col(Analysis.urgency).desc())
         .limit(limit)
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
 
 
-def open_posted_cases(session: Session) -> list[tuple[Case, Mention, Analysis]]:
+# The SLA check's time test is a sieve: it lets through cases up to this much before their
+# moment, and the check itself decides to the microsecond, as it always has.
+SLA_SIEVE = timedelta(seconds=1)
+
+
+def sla_due_cases(
+    session: Session, *, now: datetime, targets: Mapping[str, float], reminder_share: float
+) -> list[tuple[Case, Mention, Analysis]]:
     """Open cases whose card is in Slack, with no first response yet and no SLA breach ping
-    queued (after the ping the SLA check has nothing more to say about them)."""
-    pinged = sa.exists().where(
-        col(SlackMessage.case_id) == col(Case.id),
-        col(SlackMessage.key) == sa.literal("sla-breach:") + sa.cast(col(Case.id), sa.String),
-    )
+    queued, that the SLA check has something to say about at `now`: past `reminder_share` of
+    their priority's first-response target (`targets`, in seconds) with no reminder queued
+    yet, or past the whole target.
+
+    The open cases come from their partial index; a case is read in full only when it is due,
+    and never again after its breach ping.
+    """
+    since = sa.func.coalesce(col(Mention.created_at), col(Case.created_at))
+
+    def queued(prefix: str) -> Any:
+        # The key names the case: one probe of the unique key index (an index-only scan on
+        # PostgreSQL), not every outbox row of the case.
+        return sa.exists().where(
+            col(SlackMessage.key) == sa.literal(prefix) + sa.cast(col(Case.id), sa.String)
+        )
+
+    def past(share: float) -> Any:
+        return sa.or_(
+            *(
+                sa.and_(
+                    col(Analysis.priority) == priority,
+                    since <= now - timedelta(seconds=share * target) + SLA_SIEVE,
+                )
+                for priority, target in targets.items()
+            ),
+            col(Analysis.priority).not_in(list(targets)),
+        )
+
     statement = (
         select(Case, Mention, Analysis)
         .join(Mention, col(Mention.id) == col(Case.mention_id))
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
         .where(
-            col(Case.status).in_(OPEN_STATUSES),
+            _open(),
             col(Case.slack_ts).is_not(None),
             col(Case.replied_at).is_(None),
-            ~pinged,
+            ~queued("sla-breach:"),
+            past(reminder_share),
+            sa.or_(~queued("sla-reminder:"), past(1.0)),
         )
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]

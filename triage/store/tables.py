@@ -57,10 +57,32 @@ class DismissReason(StrEnum):
 OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.POSTED, CaseStatus.CLAIMED, CaseStatus.ESCALATED)
 
 
+def in_inline(column: Any, values: tuple[str, ...]) -> Any:
+    """`column IN (...)` with the values written into the SQL, not bound: a partial index is used
+    only by a query whose WHERE repeats the index's condition, and SQLite cannot see through a
+    bound parameter (the indexes below, and the queries of queries.py that use them)."""
+    return column.in_(
+        sa.bindparam("values", list(values), expanding=True, literal_execute=True, unique=True)
+    )
+
+
+# The conditions of the partial indexes (on both databases: each keeps a few recent rows).
+_UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
+_OPEN = sa.column("status", sa.String).in_(list(OPEN_STATUSES))
+
+
 class Mention(SQLModel, table=True):
     """A post, comment or review about the brand, stored once per (source, external id)."""
 
-    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_mention_source_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("source", "external_id", name="uq_mention_source_id"),
+        # Earlier messages of the same author (the repeat-contact signal of the score).
+        sa.Index("ix_mention_author", "author_handle", "platform", "created_at"),
+        # The mentions waiting for analysis, from an index that holds only them.
+        sa.Index(
+            "ix_mention_unanalyzed", "id", sqlite_where=_UNANALYZED, postgresql_where=_UNANALYZED
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=64, index=True)
@@ -68,7 +90,7 @@ class Mention(SQLModel, table=True):
     platform: str = Field(max_length=32)
     url: str | None = Field(default=None, sa_type=sa.Text)
     author_name: str | None = Field(default=None, max_length=256)
-    author_handle: str | None = Field(default=None, max_length=256, index=True)
+    author_handle: str | None = Field(default=None, max_length=256)
     author_reach: int | None = None
     title: str | None = Field(default=None, sa_type=sa.Text)
     text: str = Field(sa_type=sa.Text)
@@ -79,6 +101,8 @@ class Mention(SQLModel, table=True):
     thread_id: str | None = Field(default=None, max_length=512)
     parent_id: str | None = Field(default=None, max_length=512)
     raw: dict[str, Any] | None = _json()
+    # Set in the transaction that stores its analysis (triage/pipeline.py).
+    analyzed: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Analysis(SQLModel, table=True):
@@ -119,6 +143,10 @@ class Case(SQLModel, table=True):
     """A mention that needs a human, and where it is on new -> posted -> claimed -> done."""
 
     __tablename__ = "care_case"
+    # Open cases (the queue, the SLA check, drafting) from an index that holds only them.
+    __table_args__ = (
+        sa.Index("ix_care_case_open", "id", sqlite_where=_OPEN, postgresql_where=_OPEN),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     mention_id: int = Field(foreign_key="mention.id", unique=True, ondelete="CASCADE")
@@ -151,6 +179,8 @@ class OutboundReply(SQLModel, table=True):
     """A reply on its way to a platform, kept under an idempotency key so it goes out once."""
 
     __tablename__ = "outbound_reply"
+    # The latest replies sent, newest first: new drafts learn from them (triage/drafts/learn).
+    __table_args__ = (sa.Index("ix_outbound_reply_sent", "status", "sent_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=128, unique=True)
@@ -217,6 +247,8 @@ class ConnectorState(SQLModel, table=True):
     last_error_at: datetime | None = _time()
     consecutive_failures: int = 0
     paused: bool = False
+    # Mentions stored from this source: kept by save_batch, so `connectors list` counts nothing.
+    mention_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class AuditEvent(SQLModel, table=True):
@@ -227,7 +259,8 @@ class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
     actor: str = Field(max_length=128)
-    action: str = Field(max_length=32)
+    # The report and spike checks look for their own earlier events by action.
+    action: str = Field(max_length=32, index=True)
     case_id: int | None = Field(default=None, foreign_key="care_case.id", index=True)
     before: str | None = Field(default=None, sa_type=sa.Text)
     after: str | None = Field(default=None, sa_type=sa.Text)
