@@ -154,7 +154,7 @@ def count_recent_by_author(
 ) -> int:
     """How many earlier mentions the same author posted on the platform since `since`.
 
-    Two counts, each a range of the index on (author_handle, platform, created_at): those
+    Two counts, each a range of the index on (author_handle, platform, created_at, id): those
     without a time of their own, and those since `since`.
     """
 

@@ -76,8 +76,9 @@ class Mention(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("source", "external_id", name="uq_mention_source_id"),
-        # Earlier messages of the same author (the repeat-contact signal of the score).
-        sa.Index("ix_mention_author", "author_handle", "platform", "created_at"),
+        # Earlier messages of the same author (the repeat-contact signal of the score), counted
+        # from the index alone (PostgreSQL needs the id in it to skip the table).
+        sa.Index("ix_mention_author", "author_handle", "platform", "created_at", "id"),
         # The mentions waiting for analysis, from an index that holds only them.
         sa.Index(
             "ix_mention_unanalyzed", "id", sqlite_where=_UNANALYZED, postgresql_where=_UNANALYZED

@@ -2,7 +2,7 @@
 
 Partial indexes hold only the rows a recurring job looks for: mentions not analysed yet (a new
 `mention.analyzed` flag) and open cases. Repeat-contact lookups get an index on
-(author_handle, platform, created_at), which replaces the one on author_handle alone; new drafts
+(author_handle, platform, created_at, id), which replaces the one on author_handle alone; new drafts
 find the latest sent replies on (status, sent_at); the report and spike checks find their own
 audit events by action; `connectors list` reads `connector_state.mention_count` (kept by
 save_batch) instead of counting the mention table.
@@ -50,7 +50,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_mention_unanalyzed", "mention", ["id"], unique=False, **UNANALYZED)
     op.create_index(
-        "ix_mention_author", "mention", ["author_handle", "platform", "created_at"], unique=False
+        "ix_mention_author",
+        "mention",
+        ["author_handle", "platform", "created_at", "id"],
+        unique=False,
     )
     op.create_index("ix_care_case_open", "care_case", ["id"], unique=False, **_where(OPEN))
     op.create_index("ix_audit_event_action", "audit_event", ["action"], unique=False)
