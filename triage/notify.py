@@ -477,6 +477,17 @@ class Notifier:
                 passed.add(row_id)
         return sent
 
+    def _crowded(self, session: Any, waiting: tuple, within: float) -> list[tuple[str, int]]:
+        """Channels, with their count, whose `waiting` rows could not all be posted one by one
+        within `within` seconds at [slack] post_interval."""
+        capacity = within / max(self.settings.slack.post_interval, 1e-3)
+        counts = session.exec(
+            select(SlackMessage.channel, sa.func.count())
+            .where(*waiting)
+            .group_by(col(SlackMessage.channel))
+        ).all()
+        return [(channel, count) for channel, count in counts if count > capacity]
+
     def stack(self) -> int:
         """Put each channel's waiting P1/P2 cards, worst first, STACK_CARDS to a message when
         the channel could not post them one by one within [slack] stack_after; returns how
@@ -484,17 +495,9 @@ class Notifier:
         slack = self.settings.slack
         if not slack.stacks:
             return 0
-        capacity = slack.stack_after / max(slack.post_interval, 1e-3)
         queued = 0
         with session_scope(self.engine) as session:
-            waiting = session.exec(
-                select(SlackMessage.channel, sa.func.count())
-                .where(*_STACKABLE)
-                .group_by(col(SlackMessage.channel))
-            ).all()
-            for channel, count in waiting:
-                if count <= capacity:
-                    continue
+            for channel, count in self._crowded(session, _STACKABLE, slack.stack_after):
                 cards = session.exec(
                     select(SlackMessage)
                     .where(*_STACKABLE, col(SlackMessage.channel) == channel)
@@ -528,17 +531,11 @@ class Notifier:
         slack = self.settings.slack
         if not slack.digests:
             return 0
-        capacity = slack.digest_after / max(slack.post_interval, 1e-3)
         queued = 0
         with session_scope(self.engine) as session:
-            waiting = session.exec(
-                select(SlackMessage.channel, sa.func.count())
-                .where(*_HELD_BACK)
-                .group_by(col(SlackMessage.channel))
-            ).all()
-            for channel, count in waiting:
+            for channel, _count in self._crowded(session, _HELD_BACK, slack.digest_after):
                 since = utcnow() - timedelta(seconds=slack.digest_every)
-                if count <= capacity or self._digested_since(session, channel, since):
+                if self._digested_since(session, channel, since):
                     continue
                 key = f"digest:{channel}:{uuid4().hex[:12]}"
                 session.execute(
