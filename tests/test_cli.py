@@ -149,15 +149,9 @@ def test_score_streams_jsonl_and_skips_bad_rows(tmp_path):
     assert record["id"] == "x" and "1-star review" in record["reasons"]
 
 
-@pytest.mark.model
-def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
-    import signal
-    import sqlite3
-    import time
-
-    write_jsonl(
-        tmp_path / "in.jsonl", [{"id": str(i), "text": f"Where is my order {i}?"} for i in range(5)]
-    )
+def _file_source_config(tmp_path: Path, texts: list[str]) -> Path:
+    """A config reading `texts` from one JSONL file source into run.db, polled hourly."""
+    write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
     config = tmp_path / "config.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "run.db"}"\n'
@@ -165,6 +159,16 @@ def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
         f'options = {{ path = "{tmp_path / "in.jsonl"}" }}\n',
         encoding="utf-8",
     )
+    return config
+
+
+@pytest.mark.model
+def test_run_polls_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    config = _file_source_config(tmp_path, [f"Where is my order {i}?" for i in range(5)])
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "triage", "run", "--config", str(config)],
@@ -199,17 +203,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_next_start_loses_nothing(tmp_path
     import signal
     import sqlite3
 
-    write_jsonl(
-        tmp_path / "in.jsonl",
-        [{"id": str(i), "text": f"My order {i} never came"} for i in range(5)],
-    )
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "run.db"}"\n'
-        f'[[connectors]]\nname = "imports"\ntype = "file"\ninterval = "1h"\n'
-        f'options = {{ path = "{tmp_path / "in.jsonl"}" }}\n',
-        encoding="utf-8",
-    )
+    config = _file_source_config(tmp_path, [f"My order {i} never came" for i in range(5)])
     process = subprocess.Popen(
         [sys.executable, "-m", "triage", "run", "--config", str(config)],
         cwd=tmp_path,
