@@ -93,6 +93,11 @@ class IntentResult:
     # The probability that a care lead would rank it P1 or P2, and whether it passes its threshold.
     urgent_probability: float = 0.0
     urgent: bool = False
+    # Whether it passes the bar for a complaint about money or access (low: the guide ranks
+    # those P2 anyway) and the bar for any other complaint (high: a late parcel or a broken
+    # lid is P3 unless the head is fairly sure it is worse).
+    urgent_if_serious: bool = False
+    urgent_if_other: bool = False
 
     # How likely the mention reports a problem (any problem intent), from its own output.
     complaint_probability: float = 0.0
@@ -131,6 +136,10 @@ class IntentModel:
         check_encoder(self._layers, self.meta, encoder, inputs=len(self.encoder_layers))
         thresholds = self.meta.get("thresholds") or {}
         self.thresholds = np.array([float(thresholds.get(label, 0.5)) for label in OUTPUTS])
+        # A head from before the two bars uses the `urgent` threshold for both.
+        bars = self.meta.get("urgent_bars") or {}
+        urgent = float(self.thresholds[len(LABELS)])
+        self.urgent_bars = (float(bars.get("serious", urgent)), float(bars.get("other", urgent)))
         self.version = f"intent@{digest[:12]}"
 
     def predict_views(self, views: Mapping[int, np.ndarray]) -> list[IntentResult]:
@@ -153,6 +162,8 @@ class IntentModel:
                     labels=tuple(LABELS[i] for i in over),
                     urgent_probability=float(row[n]),
                     urgent=bool(row[n] >= self.thresholds[n]),
+                    urgent_if_serious=bool(row[n] >= self.urgent_bars[0]),
+                    urgent_if_other=bool(row[n] >= self.urgent_bars[1]),
                     complaint_probability=float(row[n + 1]),
                 )
             )

@@ -37,6 +37,9 @@ SERIOUS = (
     frozenset({"billing", "refund", "login", "outage", "churn", "privacy", "accessibility"})
     | ESCALATING
 )
+# The serious labels that do not escalate: a complaint about one is P2 unless the head is sure
+# it can wait.
+MONEY_OR_ACCESS = SERIOUS - ESCALATING
 # What each label adds to the urgency score, before the cap on all intents together.
 POINTS: dict[str, float] = {
     "account_takeover": 40,

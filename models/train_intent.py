@@ -33,7 +33,7 @@ from models.intent import (
     layer_features,
     read_rows,
 )
-from models.labels import ESCALATING, LABELS, PROBLEMS
+from models.labels import ESCALATING, LABELS, MONEY_OR_ACCESS, PROBLEMS
 from models.sentiment import WEIGHTS_DIR, head_logits
 from models.train_sentiment import fold_standardisation, head_module
 
@@ -48,10 +48,8 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.025), 3)
 
 # The encoder layers the head reads (`--layers` sets others). Earlier layers keep more of the
 # words: on the 887 validation mentions (2026-12-03, label macro-F1) the last alone gave 73.0,
-# last + 8th 77.6, last + 9th + 6th 78.5 (safety F1 58 -> 80), but those heads read clear-cut
-# sarcasm as praise and missed a phishing SMS (tests/models/test_hard_cases.py): not shipped, see
-# models/weights/README.md.
-LAYERS: tuple[int, ...] = (12,)
+# last + 8th 77.6, last + 9th + 6th 78.5 (safety F1 58 -> 80); see models/weights/README.md.
+LAYERS: tuple[int, ...] = (12, 9, 6)
 
 
 @dataclass(frozen=True)
@@ -182,6 +180,31 @@ def urgent_threshold(
     return float(THRESHOLD_GRID[int(np.argmax(gains))])
 
 
+def urgent_bars(
+    y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, miss_cost: float = URGENT_MISS_COST
+) -> tuple[float, float]:
+    """The `urgent` bars for mentions the head reads as about money or access (the guide's P2)
+    and for the rest, chosen together by the same cost as `urgent_threshold`."""
+    j = OUTPUTS.index(URGENT)
+    truth = y[:, j] > 0.5
+
+    def found(labels: set[str]) -> np.ndarray:
+        columns = [OUTPUTS.index(label) for label in sorted(labels)]
+        return (probs[:, columns] >= thresholds[columns]).any(axis=1)
+
+    is_serious = found(MONEY_OR_ACCESS | {"repeat_contact"})
+    # As the scorer ranks them: an escalating label with the head's `urgent` is P1 anyway.
+    escalated = found(set(ESCALATING)) & (probs[:, j] >= thresholds[j])
+    best, chosen = -np.inf, (0.5, 0.5)
+    for low in (0.0, *THRESHOLD_GRID):
+        for high in THRESHOLD_GRID:
+            flagged = escalated | (probs[:, j] >= np.where(is_serious, low, high))
+            gain = miss_cost * flagged[truth].mean() - flagged[~truth].mean()
+            if gain > best + 1e-9:
+                best, chosen = gain, (float(low), float(high))
+    return chosen
+
+
 def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: HeadConfig) -> np.ndarray:
     """Each training row's probabilities from a head that never saw it (nor its plain copy)."""
     probs = np.zeros_like(y)
@@ -263,8 +286,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=ESCALATION_BETA,
         help="F-beta that sets the thresholds of escalating labels (above 1 favours recall)",
     )
+    parser.add_argument(
+        "--urgency-only",
+        action="store_true",
+        help="keep the head in --out and choose only its urgent threshold and bars again",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.urgency_only:
+        return rechoose_urgency(args.out)
 
     from models.encoder import get_encoder
 
@@ -300,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Out-of-fold F1 on the training rows set it too high (0.45: 88.8% of the validation's
     # urgent mentions ranked P1/P2); the mentions of other brands and sectors choose it.
     thresholds[OUTPUTS.index(URGENT)] = urgent_threshold(yv, val_probs)
+    bars = urgent_bars(yv, val_probs, thresholds)
     metrics = {
         "validation": scores(yv, val_probs, thresholds),
         "validation_by_language": per_language(val_rows, yv, val_probs, thresholds),
@@ -307,9 +338,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "escalation_beta": args.escalation_beta,
     }
     write_head(
-        args.out, head, layers, cfg, thresholds, encoder.version, metrics, train_rows, val_rows
+        args.out,
+        head,
+        layers,
+        cfg,
+        thresholds,
+        bars,
+        encoder.version,
+        metrics,
+        train_rows,
+        val_rows,
     )
     logger.info("chose layers %s, %s: validation macro-F1 %.1f", layers, cfg, best_macro)
+    return 0
+
+
+def rechoose_urgency(out: Path) -> int:
+    """Choose `urgent`'s threshold and bars for the head in `out` again, on the validation rows."""
+    from models.encoder import get_encoder
+    from models.sentiment import read_layers
+
+    path = out / HEAD_FILE
+    head, meta, _digest = read_layers(path)
+    layers = tuple(meta["encoder_layers"])
+    val_rows = read_rows(data_files("validation"))
+    val_views = embed_cached(get_encoder(), [r.text for r in val_rows], layers)
+    yv = label_matrix(val_rows)
+    val_probs = probabilities(head, layer_features(val_views, layers))
+    thresholds = np.array([float(meta["thresholds"][label]) for label in OUTPUTS])
+    thresholds[OUTPUTS.index(URGENT)] = urgent_threshold(yv, val_probs)
+    low, high = urgent_bars(yv, val_probs, thresholds)
+    meta["thresholds"] = {label: float(t) for label, t in zip(OUTPUTS, thresholds, strict=True)}
+    meta["urgent_bars"] = {"serious": low, "other": high}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    urgent = thresholds[OUTPUTS.index(URGENT)]
+    logger.info("urgent %.3f, bars %.3f (money or access), %.3f (other)", urgent, low, high)
     return 0
 
 
@@ -319,6 +382,7 @@ def write_head(
     encoder_layers: Sequence[int],
     cfg: HeadConfig,
     thresholds: np.ndarray,
+    bars: tuple[float, float],
     encoder_version: str,
     metrics: dict,
     train_rows: Sequence[Row],
@@ -339,6 +403,7 @@ def write_head(
         "labels": list(LABELS),
         "outputs": list(OUTPUTS),
         "thresholds": {label: float(t) for label, t in zip(OUTPUTS, thresholds, strict=True)},
+        "urgent_bars": {"serious": bars[0], "other": bars[1]},
         "input_dim": int(layers[0][0].shape[1]),
         "activation": "gelu",
         "output": "sigmoid",

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.labels import ESCALATING, PROBLEMS, REASONS, SERIOUS
+from models.labels import ESCALATING, MONEY_OR_ACCESS, PROBLEMS, REASONS, SERIOUS
 from models.labels import POINTS as LABEL_POINTS
 
 CUES_DIR = Path(__file__).parent / "cues"
@@ -86,8 +86,11 @@ class Signals:
     # how likely the mention reports a problem.
     model_complaint: float | None = None
     model_labels: tuple[str, ...] | None = None
-    # The head's view of whether a care lead would rank it P1/P2 (None: no head installed).
+    # The head's view of whether a care lead would rank it P1/P2 (None: no head installed), and
+    # the same against the bars for a complaint about money or access and for any other.
     model_urgent: bool | None = None
+    model_urgent_if_serious: bool | None = None
+    model_urgent_if_other: bool | None = None
     # The head's probability of each label, which can overrule a cue (None: no head installed).
     model_probabilities: Mapping[str, float] | None = None
 
@@ -474,8 +477,13 @@ def _complaint_band(
         return min(band, "P2" if serious else "P3")  # "P2" < "P3": the higher of the two
     # The head learned from care leads' rankings how bad a problem is within its intent ("the
     # lid broke, no big deal" against "the dishwasher floods the kitchen"); the words alone
-    # cannot lift past that, facts outside them can.
-    urgent = signals.model_urgent or "repeat_contact" in names or outside >= OUTSIDE_LIFT
+    # cannot lift past that, facts outside them can. Money or access problems are P2 by the
+    # guide unless the head is sure they are not; any other complaint needs the head fairly sure
+    # (an escalating label that did not stand is doubted, so it is no reason for the low bar).
+    serious = bool(names & MONEY_OR_ACCESS)
+    bar = signals.model_urgent_if_serious if serious else signals.model_urgent_if_other
+    head_says = signals.model_urgent if bar is None else bar
+    urgent = head_says or "repeat_contact" in names or outside >= OUTSIDE_LIFT
     if not urgent:
         return "P3"
     return band if band == "P1" else "P2"

@@ -114,6 +114,8 @@ class Analyzer:
                 model_complaint=guess.complaint_probability if guess else None,
                 model_labels=guess.labels if guess else None,
                 model_urgent=guess.urgent if guess else None,
+                model_urgent_if_serious=guess.urgent_if_serious if guess else None,
+                model_urgent_if_other=guess.urgent_if_other if guess else None,
                 model_probabilities=guess.probabilities if guess else None,
             )
             outputs.append(AnalysisOutput(language, sentiment, self.scorer.score(signals)))

@@ -78,6 +78,9 @@ def test_the_bundled_head_matches_the_taxonomy_and_the_encoder(intents, encoder)
     assert all(0 < t < 1 for t in intents.meta["thresholds"].values())
     assert all(0 <= layer <= encoder.depth for layer in intents.encoder_layers)
     assert intents.meta["input_dim"] == encoder.dim * len(intents.encoder_layers)
+    # Money or access problems get the lower bar; the bars were chosen, not left at the default.
+    low, high = intents.urgent_bars
+    assert 0 <= low < high < 1 and "urgent_bars" in intents.meta
 
 
 @pytest.mark.model
@@ -130,3 +133,32 @@ def test_training_embeds_only_texts_it_has_not_embedded_before(tmp_path, monkeyp
     assert sorted(encoder.asked) == ["a", "bbb", "cc"]
     assert second[12][:, 0].tolist() == [14, 15, 13]
     assert second[6][1].tolist() == first[6][1].tolist() == [9, 9, 9]
+
+
+def test_urgent_bars_let_money_problems_through_and_hold_minor_ones_back():
+    from models.train_intent import urgent_bars
+
+    n = len(OUTPUTS)
+    urgent, billing, defect = (
+        OUTPUTS.index("urgent"),
+        OUTPUTS.index("billing"),
+        OUTPUTS.index("defect"),
+    )
+    thresholds = np.full(n, 0.5)
+    thresholds[urgent] = 0.3
+
+    def row(label: int, p_urgent: float) -> np.ndarray:
+        probs = np.zeros(n)
+        probs[label], probs[urgent] = 0.9, p_urgent
+        return probs
+
+    # Billing errors are urgent even when the head is unsure; defects only when it is sure.
+    probs = np.array(
+        [row(billing, p) for p in (0.1, 0.2, 0.6)]
+        + [row(defect, p) for p in (0.8, 0.9)]
+        + [row(defect, p) for p in (0.4, 0.5, 0.6)]
+    )
+    y = np.zeros((len(probs), n))
+    y[:5, urgent] = 1.0
+    low, high = urgent_bars(y, probs, thresholds)
+    assert low <= 0.1 and 0.6 < high <= 0.8

@@ -227,6 +227,26 @@ def test_a_model_only_escalation_needs_the_heads_own_sense_of_urgency(scorer):
     assert cued.escalate and cued.priority == "P1"
 
 
+def test_a_money_problem_needs_a_lower_bar_than_a_minor_fault(scorer):
+    def rank(text: str, labels: tuple[str, ...]) -> str:
+        # The head's urgency sits between the two bars: enough for money, not for a fault.
+        return _score(
+            scorer,
+            text,
+            p_negative=0.9,
+            model_labels=labels,
+            model_complaint=0.9,
+            model_urgent=True,
+            model_urgent_if_serious=True,
+            model_urgent_if_other=False,
+        ).priority
+
+    assert rank("You took the annual fee twice from my account", ("billing",)) == "P2"
+    assert rank("The lid of the kettle does not click shut any more", ("defect",)) == "P3"
+    # Written before: earlier messages lift a minor fault all the same.
+    assert rank("Third time I write: the lid does not click shut", ("defect",)) == "P2"
+
+
 def test_the_head_rules_out_a_cue_word_read_out_of_context(scorer):
     def probabilities(**given: float) -> dict[str, float]:
         return {label: given.get(label, 0.01) for label in LABELS}
