@@ -459,6 +459,7 @@ class Notifier:
         started = self._monotonic()
         sent = 0
         passed: set[int] = set()  # rows this flush could not send: tried again next flush
+        waited = False
         while sent < limit and (budget is None or self._monotonic() - started < budget):
             if refill:
                 self.enqueue_cards()
@@ -468,9 +469,17 @@ class Notifier:
                     self.digest()
                     self.crisis_status()
             self.stack()
-            row_id = self._next_due(passed)
-            if row_id is None:
+            due = self._next_due(passed)
+            if due is None:
                 break
+            row_id, channel = due
+            if not waited and (wait := self._wait(channel, self._monotonic())) > 0:
+                # No channel may post yet: wait, then look again, so cards that came meanwhile
+                # are carded and stacked with the rest at the moment the channel may post.
+                self._sleep(wait)
+                waited = True
+                continue
+            waited = False
             if self._send(row_id):
                 sent += 1
             else:
@@ -489,21 +498,27 @@ class Notifier:
         return [(channel, count) for channel, count in counts if count > capacity]
 
     def stack(self) -> int:
-        """Put each channel's waiting P1/P2 cards, worst first, STACK_CARDS to a message when
-        the channel could not post them one by one within [slack] stack_after; returns how
-        many stack messages were queued."""
+        """Put a channel's worst waiting P1/P2 cards, up to STACK_CARDS, in one message when the
+        channel may post now and could not post them one by one within [slack] stack_after;
+        returns how many stack messages were queued."""
         slack = self.settings.slack
         if not slack.stacks:
             return 0
         queued = 0
+        now = self._monotonic()
         with session_scope(self.engine) as session:
             for channel, count in self._crowded(session, _STACKABLE, slack.stack_after):
+                # Formed when the channel may post, a stack carries all that waited by then; one
+                # not yet sent is the channel's next message already.
+                if self._wait(channel, now) > 0 or self._stack_waits(session, channel):
+                    continue
                 cards = session.exec(
                     select(SlackMessage)
                     .where(*_STACKABLE, col(SlackMessage.channel) == channel)
                     .order_by(col(SlackMessage.rank), col(SlackMessage.id))
+                    .limit(STACK_CARDS)
                 ).all()
-                for group in _stack_groups(cards):
+                for group in _stack_groups(cards)[:1]:
                     key = f"{STACK_PREFIX}{channel}:{uuid4().hex[:12]}"
                     for card in group:
                         card.status, card.digest = OutboxStatus.STACKED, key
@@ -522,8 +537,20 @@ class Notifier:
                         )
                     )
                     queued += 1
-                log.info("%s: %d waiting P1/P2 cards go out in stacks", channel, count)
+                log.info("%s: %d P1/P2 cards waiting, the worst go out in a stack", channel, count)
         return queued
+
+    @staticmethod
+    def _stack_waits(session: Any, channel: str) -> bool:
+        return (
+            session.exec(
+                select(SlackMessage.id).where(
+                    col(SlackMessage.status) == OutboxStatus.PENDING,
+                    col(SlackMessage.key).startswith(f"{STACK_PREFIX}{channel}:"),
+                )
+            ).first()
+            is not None
+        )
 
     def digest(self) -> int:
         """Group each channel's waiting P3/P4 cards into one digest message when the channel
@@ -719,8 +746,9 @@ class Notifier:
                 self._sleep(min(idle, left))
         return sent
 
-    def _next_due(self, passed: set[int]) -> int | None:
-        """The worst due row whose channel may post now, else the worst due row (paced)."""
+    def _next_due(self, passed: set[int]) -> tuple[int, str] | None:
+        """The worst due row whose channel may post now, else the worst due row (paced), with
+        its channel."""
         stale = utcnow() - LEASE
         with session_scope(self.engine) as session:
             statement = (
@@ -741,8 +769,8 @@ class Notifier:
             rows = [(row_id, channel) for row_id, channel in session.exec(statement).all()]
         # Channels are paced apart: a channel that may post now does not wait behind another.
         now = self._monotonic()
-        ready = next((row_id for row_id, channel in rows if self._wait(channel, now) <= 0), None)
-        return ready if ready is not None else (rows[0][0] if rows else None)
+        ready = next((row for row in rows if self._wait(row[1], now) <= 0), None)
+        return ready if ready is not None else (rows[0] if rows else None)
 
     def _send(self, row_id: int) -> bool:
         row = self._claim(row_id)

@@ -21,8 +21,13 @@ from triage.store import Case, CaseStatus, Mention, OutboxStatus, SlackMessage, 
 
 
 class Sleeps(list[float]):
+    """Records requested sleeps and moves a fake clock on by them."""
+
+    now = 100.0
+
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ def notifier_for(engine, slack, tmp_path):
             engine,
             make_slack_client(settings.slack),
             sleep=sleeps,
-            monotonic=lambda: 100.0,
+            monotonic=lambda: sleeps.now,
         )
         return notifier, sleeps
 
@@ -249,8 +254,8 @@ def test_a_p1_that_arrives_during_a_backlog_goes_out_next(engine, slack, notifie
     notifier.enqueue_cards()
     assert notifier.flush(refill=True) == 6  # five cards and the P1's escalation copy
     care = [body["text"].split(":")[0] for body in _posted(state, CARE)]
-    # Not behind the three P3s already queued: the very next card after it was opened.
-    assert care == ["P3 (30) file", "P3 (30) file", "P1 (97) file", "P3 (30) file", "P3 (30) file"]
+    # Opened while the channel waited for its next post: that post, not the P3s queued before.
+    assert care == ["P3 (30) file", "P1 (97) file", "P3 (30) file", "P3 (30) file", "P3 (30) file"]
 
 
 def test_a_flush_stops_after_its_time_budget(engine, slack, notifier_for):
@@ -807,21 +812,23 @@ def test_a_p1_p2_backlog_goes_out_stacked_worst_first_each_card_actionable(
     engine, slack, notifier_for
 ):
     state, _ = slack
-    urgent = _stack_setup(engine)
+    urgent = _stack_setup(engine, count=12)
     notifier, sleeps = notifier_for()  # one post a second: three waiting would take > 2 s
 
     notifier.enqueue_cards()
-    assert notifier.flush() == 3  # two stacks (5 + 2 cards) and the P3 alone
-    first, second, calm = _posted(state, CARE)
+    # Two stacks of five; the two left fit in two seconds and go alone; then the P3.
+    assert notifier.flush() == 5
+    first, second, *singles, calm = _posted(state, CARE)
     assert _card_ids(first) == [f"case-{case}" for case in urgent[:5]]
-    assert _card_ids(second) == [f"case-{case}" for case in urgent[5:]]
+    assert _card_ids(second) == [f"case-{case}" for case in urgent[5:10]]
+    assert [_card_ids(m) for m in singles] == [[f"case-{case}"] for case in urgent[10:]]
     assert first["text"].startswith("5 urgent cases: P2 (90)")
     assert calm["text"].startswith("P3 (30)")
-    assert len(sleeps) == 2  # still paced: three messages, not eight
+    assert len(sleeps) == 4  # still paced: five messages, not thirteen
     with session_scope(engine) as session:
         cases = {case.id: case for case in session.exec(select(Case))}
-    ts = {m["text"][:20]: m["ts"] for m in state.messages[CARE]}
-    assert {cases[c].slack_ts for c in urgent[:5]} == {ts[first["text"][:20]]}
+    assert {cases[c].slack_ts for c in urgent[:5]} == {state.messages[CARE][0]["ts"]}
+    assert {cases[c].slack_ts for c in urgent[5:10]} == {state.messages[CARE][1]["ts"]}
     assert all(cases[c].status == CaseStatus.POSTED for c in urgent)
     assert notifier.stack() == 0 and notifier.flush() == 0
 
@@ -832,6 +839,33 @@ def test_a_p1_p2_backlog_goes_out_stacked_worst_first_each_card_actionable(
     assert notifier.stack() == 0
     assert notifier.flush() == 2
     assert all(len(_card_ids(m)) == 1 for m in _posted(state, CARE)[3:])
+
+
+def test_cards_opened_while_the_channel_waits_join_its_next_stack(engine, slack, notifier_for):
+    state, _ = slack
+    waiting = [
+        add_case(engine, external_id=f"w{i}", text="help", priority="P2", urgency=80 - i)
+        for i in range(3)
+    ]
+    notifier, sleeps = notifier_for()
+    notifier._last_post[CARE] = sleeps.now  # the channel has just posted: one second to wait
+    came: list[int] = []
+
+    def pace(seconds: float) -> None:
+        sleeps(seconds)
+        while len(came) < 2:  # the pipeline opens two more urgent cases meanwhile
+            came.append(
+                add_case(
+                    engine, external_id=f"c{len(came)}", text="fire", priority="P2", urgency=85
+                )
+            )
+
+    notifier._sleep = pace
+    notifier.enqueue_cards()
+    assert notifier.flush(refill=True) == 1
+    [stack] = _posted(state, CARE)
+    assert sorted(_card_ids(stack)) == sorted(f"case-{c}" for c in waiting + came)
+    assert _card_ids(stack)[:2] == [f"case-{c}" for c in came]  # worst first
 
 
 def test_acting_on_a_stacked_card_updates_it_and_keeps_the_others(engine, slack, notifier_for):
