@@ -178,3 +178,36 @@ def test_a_stop_asked_for_while_the_models_load_analyzes_nothing(store):
     report = Pipeline(settings, engine, analyzer_factory=loading).process(stop=stop)
 
     assert report.analyzed == 0 and _count(engine, Analysis) == 0
+
+
+@pytest.mark.parametrize("load_models", [True, False])
+def test_triage_run_loads_the_models_at_start_not_at_the_first_mention(store, load_models):
+    url, engine = store
+    settings = Settings.model_validate(
+        {
+            "database": {"url": url},
+            "connectors": [{"name": "quiet", "type": "file", "options": {"path": "x.jsonl"}}],
+        }
+    )
+    loaded = threading.Event()
+
+    def factory(_settings: Settings):
+        loaded.set()
+        return object()
+
+    started, release = threading.Event(), threading.Event()
+    pipeline = Pipeline(
+        settings,
+        engine,
+        analyzer_factory=factory,
+        connector_factory=lambda _c: _HangingSource(started, release),
+    )
+    scheduler = ConnectorScheduler(pipeline)
+    scheduler.start(load_models=load_models)
+    try:
+        # No mention has come (the one source's poll never returns), yet the models are ready.
+        assert _wait_for(started.is_set)
+        assert loaded.wait(5) is load_models
+    finally:
+        release.set()
+        scheduler.stop()

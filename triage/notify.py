@@ -123,6 +123,9 @@ _STACKABLE = (
     col(SlackMessage.attempts) == 0,
     col(SlackMessage.error).is_(None),
 )
+# How long before a channel may post its next stack is formed: carding and stacking take a
+# moment, which would otherwise be added to every message's second.
+STACK_LEAD = 0.25
 # Cards per stack message, and Block Kit's limit on a message's blocks.
 STACK_CARDS = 5
 MESSAGE_BLOCKS = 50
@@ -473,7 +476,7 @@ class Notifier:
             if due is None:
                 break
             row_id, channel = due
-            if not waited and (wait := self._wait(channel, self._monotonic())) > 0:
+            if not waited and (wait := self._wait(channel, self._monotonic()) - STACK_LEAD) > 0:
                 # No channel may post yet: wait, then look again, so cards that came meanwhile
                 # are carded and stacked with the rest at the moment the channel may post.
                 self._sleep(wait)
@@ -508,9 +511,11 @@ class Notifier:
         now = self._monotonic()
         with session_scope(self.engine) as session:
             for channel, count in self._crowded(session, _STACKABLE, slack.stack_after):
-                # Formed when the channel may post, a stack carries all that waited by then; one
-                # not yet sent is the channel's next message already.
-                if self._wait(channel, now) > 0 or self._stack_waits(session, channel):
+                # Formed when the channel may post, a stack carries the worst of all that waited
+                # by then: one formed before and never tried gives its cards back to choose from.
+                if self._wait(channel, now) > STACK_LEAD or not self._unstack_untried(
+                    session, channel
+                ):
                     continue
                 cards = session.exec(
                     select(SlackMessage)
@@ -528,7 +533,9 @@ class Notifier:
                             key=key,
                             method="chat.postMessage",
                             channel=channel,
-                            rank=group[0].rank,
+                            # Before the cards left waiting at its worst card's rank: they came
+                            # first, but the stack carries five.
+                            rank=group[0].rank - 1,
                             payload={
                                 **stack_payload(group),
                                 "unfurl_links": False,
@@ -541,16 +548,26 @@ class Notifier:
         return queued
 
     @staticmethod
-    def _stack_waits(session: Any, channel: str) -> bool:
-        return (
-            session.exec(
-                select(SlackMessage.id).where(
-                    col(SlackMessage.status) == OutboxStatus.PENDING,
-                    col(SlackMessage.key).startswith(f"{STACK_PREFIX}{channel}:"),
-                )
-            ).first()
-            is not None
-        )
+    def _unstack_untried(session: Any, channel: str) -> bool:
+        """Give the cards of the channel's waiting, never tried stacks back to the queue; False
+        when a stack tried before waits (it may have been posted: it goes as it is)."""
+        waiting = session.exec(
+            select(SlackMessage).where(
+                col(SlackMessage.status) == OutboxStatus.PENDING,
+                col(SlackMessage.key).startswith(f"{STACK_PREFIX}{channel}:"),
+            )
+        ).all()
+        if any(stack.attempts for stack in waiting):
+            return False
+        for stack in waiting:
+            for card in session.exec(
+                select(SlackMessage).where(col(SlackMessage.digest) == stack.key)
+            ):
+                card.status, card.digest = OutboxStatus.PENDING, None
+                session.add(card)
+            session.delete(stack)
+        session.flush()
+        return True
 
     def digest(self) -> int:
         """Group each channel's waiting P3/P4 cards into one digest message when the channel

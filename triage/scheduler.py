@@ -86,7 +86,9 @@ class ConnectorScheduler:
         """Also run `job` every `seconds` (Slack notifications, SLA checks); call before start."""
         self._periodic.append((name, job, seconds))
 
-    def start(self, *, paused: bool = False) -> None:
+    def start(self, *, paused: bool = False, load_models: bool = False) -> None:
+        """Schedule every job; with `load_models`, load the models at once rather than at the
+        first poll that finds mentions (whose mentions would wait for them: a cold start)."""
         now = utcnow()
         # One pool per kind of work: a slow poll never holds analysis or the Slack cycle.
         polls = max(1, min(self._max_workers, len(self._connectors)))
@@ -114,6 +116,14 @@ class ConnectorScheduler:
                 id=name,
                 name=name,
                 next_run_time=now + timedelta(seconds=1),
+            )
+        if load_models:
+            self._scheduler.add_job(
+                _logged("loading the models", lambda: self.pipeline.analyzer),
+                executor="analysis",
+                id="load models",
+                name="load models",
+                next_run_time=now,
             )
         # The first run, at once, picks up mentions a crash or stop left unanalyzed.
         self._scheduler.add_job(
@@ -202,7 +212,8 @@ class ConnectorScheduler:
 
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.start()
+            # Models load now, not at the first poll with mentions, whose cards would wait.
+            self.start(load_models=True)
             while not self.stop_event.wait(1.0):
                 pass
         finally:
