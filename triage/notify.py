@@ -59,6 +59,7 @@ from triage.store.queries import (
     SPIKE_ALERTED,
     case_with_details,
     cases_to_notify,
+    mark_sla_breached,
     queue_state,
     sla_due_cases,
 )
@@ -436,7 +437,14 @@ class Notifier:
                     payload={"text": text, **thread},
                 )
             )
-        return self._enqueue_new(rows)
+        queued = self._enqueue_new(rows)
+        breached = [
+            row.case_id for row in rows if row.key.startswith("sla-breach:") and row.case_id
+        ]
+        if breached:
+            with session_scope(self.engine) as session:
+                mark_sla_breached(session, breached)
+        return queued
 
     def _enqueue_new(self, rows: list[SlackMessage]) -> int:
         """Queue the rows whose key was never queued (as `enqueue` does one by one), in one

@@ -122,7 +122,7 @@ def test_migration_0005_fills_the_new_columns_and_goes_back(db_url):
                     {"name": name, "no": False},
                 )
 
-        upgrade(engine)
+        upgrade(engine, "0005")
         assert current_revision(engine) == "0005"
         with session_scope(engine) as session:
             flags = dict(session.exec(select(Mention.id, Mention.analyzed)).all())
@@ -147,8 +147,59 @@ def test_migration_0005_fills_the_new_columns_and_goes_back(db_url):
                 count = connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
                 assert count == rows, table
 
-        upgrade(engine)
+        upgrade(engine, "0005")
         assert current_revision(engine) == "0005"
+    finally:
+        engine.dispose()
+
+
+def test_migration_0006_flags_the_cases_already_pinged_and_goes_back(db_url):
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0005")
+        at = NOW.replace(tzinfo=None)
+        with engine.begin() as connection:
+            for number in (1, 2):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO mention (id, source, external_id, platform, text, fetched_at,"
+                        " analyzed) VALUES (:id, 'a', :id, 'x', 'hi', :at, :yes)"
+                    ),
+                    {"id": number, "at": at, "yes": True},
+                )
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO care_case (id, mention_id, status, created_at)"
+                        " VALUES (:id, :id, 'posted', :at)"
+                    ),
+                    {"id": number, "at": at},
+                )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO slack_outbox (key, method, channel, case_id, rank, payload,"
+                    " status, attempts, created_at) VALUES ('sla-breach:2', 'chat.postMessage',"
+                    " 'C1', 2, 0, '{}', 'sent', 1, :at)"
+                ),
+                {"at": at},
+            )
+
+        upgrade(engine)
+        assert current_revision(engine) == "0006"
+        with session_scope(engine) as session:
+            assert dict(session.exec(select(Case.id, Case.sla_breached)).all()) == {
+                1: False,
+                2: True,
+            }
+        assert "ix_care_case_sla_watched" in _indexes(engine, "care_case")
+
+        _downgrade(engine, "0005")
+        assert "sla_breached" not in {
+            c["name"] for c in sa.inspect(engine).get_columns("care_case")
+        }
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM care_case")).scalar() == 2
+        upgrade(engine)
+        assert current_revision(engine) == "0006"
     finally:
         engine.dispose()
 
@@ -348,6 +399,11 @@ def test_the_sla_check_queues_what_it_queued_before_and_reads_only_due_cases(eng
         with session_scope(engine) as session:
             after = set(session.exec(select(SlackMessage.key)).all())
         assert after - before == expected
+        # A case whose breach ping is queued is flagged and never read by the check again.
+        pinged = {int(key.split(":")[1]) for key in expected if key.startswith("sla-breach:")}
+        with session_scope(engine) as session:
+            flagged = set(session.exec(select(Case.id).where(Case.sla_breached)).all())
+        assert pinged <= flagged
         assert notifier.check_sla(now=now) == 0
         # Nothing left to say: a case is read again only within a second of its next moment.
         with session_scope(engine) as session:
@@ -393,7 +449,7 @@ def _plans(engine: sa.Engine, run: Callable[[], object]) -> list[str]:
 
 
 HISTORY = ("mention", "analysis", "care_case", "draft", "slack_outbox", "audit_event")
-PARTIAL = ("ix_mention_unanalyzed", "ix_care_case_open")
+PARTIAL = ("ix_mention_unanalyzed", "ix_care_case_open", "ix_care_case_sla_watched")
 
 
 def _scans_of_history(plans: list[str]) -> list[str]:

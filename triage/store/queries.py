@@ -363,8 +363,8 @@ def sla_due_cases(
     their priority's first-response target (`targets`, in seconds) with no reminder queued
     yet, or past the whole target.
 
-    The open cases come from their partial index; a case is read in full only when it is due,
-    and never again after its breach ping.
+    The open cases not yet flagged `sla_breached` come from their partial index; a case is
+    read in full only when it is due, and never again after its breach ping (`mark_sla_breached`).
     """
     since = sa.func.coalesce(col(Mention.created_at), col(Case.created_at))
 
@@ -393,6 +393,7 @@ def sla_due_cases(
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
         .where(
             _open(),
+            sa.not_(col(Case.sla_breached)),
             col(Case.slack_ts).is_not(None),
             col(Case.replied_at).is_(None),
             ~queued("sla-breach:"),
@@ -401,6 +402,15 @@ def sla_due_cases(
         )
     )
     return [tuple(row) for row in session.exec(statement).all()]  # type: ignore[misc]
+
+
+def mark_sla_breached(session: Session, case_ids: Sequence[int]) -> None:
+    """Flag cases whose SLA breach ping is queued: the SLA check stops reading them."""
+    for start in range(0, len(case_ids), 500):
+        chunk = list(case_ids[start : start + 500])
+        session.exec(
+            sa.update(Case).where(col(Case.id).in_(chunk)).values(sla_breached=True)  # type: ignore[call-overload]
+        )
 
 
 def analyzed_between(

@@ -69,6 +69,7 @@ def in_inline(column: Any, values: tuple[str, ...]) -> Any:
 # The conditions of the partial indexes (on both databases: each keeps a few recent rows).
 _UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
 _OPEN = sa.column("status", sa.String).in_(list(OPEN_STATUSES))
+_SLA_WATCHED = sa.and_(_OPEN, sa.not_(sa.column("sla_breached", sa.Boolean)))
 
 
 class Mention(SQLModel, table=True):
@@ -147,6 +148,13 @@ class Case(SQLModel, table=True):
     # Open cases (the queue, the SLA check, drafting) from an index that holds only them.
     __table_args__ = (
         sa.Index("ix_care_case_open", "id", sqlite_where=_OPEN, postgresql_where=_OPEN),
+        # Open cases the SLA check still watches: a case leaves it with its breach ping.
+        sa.Index(
+            "ix_care_case_sla_watched",
+            "id",
+            sqlite_where=_SLA_WATCHED,
+            postgresql_where=_SLA_WATCHED,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -166,6 +174,8 @@ class Case(SQLModel, table=True):
     # Where its card is in Slack, once posted (for chat.update).
     slack_channel: str | None = Field(default=None, max_length=32)
     slack_ts: str | None = Field(default=None, max_length=32)
+    # Its SLA breach ping is queued: the SLA check has nothing more to say about it.
+    sla_breached: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class ReplyStatus(StrEnum):
