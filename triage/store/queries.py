@@ -408,9 +408,7 @@ def mark_sla_breached(session: Session, case_ids: Sequence[int]) -> None:
     """Flag cases whose SLA breach ping is queued: the SLA check stops reading them."""
     for start in range(0, len(case_ids), 500):
         chunk = list(case_ids[start : start + 500])
-        session.exec(
-            sa.update(Case).where(col(Case.id).in_(chunk)).values(sla_breached=True)  # type: ignore[call-overload]
-        )
+        session.execute(sa.update(Case).where(col(Case.id).in_(chunk)).values(sla_breached=True))
 
 
 def analyzed_between(
