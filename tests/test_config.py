@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from triage.config import ConfigError, default_settings, load_settings, parse_duration
+from triage.config import (
+    ConfigError,
+    StoreSettings,
+    default_settings,
+    load_settings,
+    parse_duration,
+)
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 
@@ -276,6 +282,15 @@ def test_opening_hours_are_checked(tmp_path):
     assert "playbook.hours.timezone: 'Mars/Base' is not a time zone" in problems
     good = _write(tmp_path, '[playbook.hours]\nopens = "08:00"\ncloses = "20:00"\n')
     assert load_settings(good).playbook.hours.closes == "20:00"
+
+
+def test_keep_raw_days_is_read_and_a_bad_one_names_file_and_key(tmp_path):
+    assert load_settings(_write(tmp_path, "[store]\nkeep_raw_days = 90\n"), env={}).store == (
+        StoreSettings(keep_raw_days=90)
+    )
+    assert load_settings(_write(tmp_path, ""), env={}).store.keep_raw_days is None
+    with pytest.raises(ConfigError, match=r"config\.toml: store\.keep_raw_days"):
+        load_settings(_write(tmp_path, "[store]\nkeep_raw_days = 0\n"), env={})
 
 
 def test_slack_routes_are_read_and_their_errors_name_file_and_key(tmp_path):

@@ -49,6 +49,8 @@ NOTIFY_SECONDS = 10.0
 REPORT_CHECK_SECONDS = 60.0
 # Spikes are judged per complete hour; a check every 5 minutes alerts within minutes of it.
 SPIKE_CHECK_SECONDS = 300.0
+# How often `triage run` prunes old payloads ([store] keep_raw_days).
+PRUNE_SECONDS = 3600.0
 
 
 def _console(file: TextIO | None = None) -> Console:
@@ -331,7 +333,10 @@ def run(config: ConfigOption = None) -> None:
     if not settings.enabled_connectors():
         typer.echo(f"{settings.source}: no enabled connectors; nothing to run", err=True)
         raise typer.Exit(2)
-    scheduler = ConnectorScheduler(Pipeline(settings, engine))
+    pipeline = Pipeline(settings, engine)
+    scheduler = ConnectorScheduler(pipeline)
+    if settings.store.keep_raw_days:
+        scheduler.every(PRUNE_SECONDS, "prune", pipeline.prune)
     socket = None
     bot = build_bot(settings, engine)
     if bot is None:

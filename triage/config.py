@@ -91,6 +91,13 @@ class DatabaseSettings(_Section):
         return url
 
 
+class StoreSettings(_Section):
+    """What the store keeps: platform payloads (`raw`) of mentions older than `keep_raw_days` are
+    pruned (not those of open cases, whose replies need them); unset keeps everything."""
+
+    keep_raw_days: int | None = Field(default=None, ge=1)
+
+
 SIGN_OFF_FIELDS = {"initials", "first_name", "brand"}
 
 
@@ -573,6 +580,7 @@ class Settings(_Section):
     """Everything triage reads from config.toml; `source` is the file it came from, if any."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     brand: BrandSettings = Field(default_factory=BrandSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)

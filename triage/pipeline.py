@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from triage.store.queries import (
     cases_without_draft,
     count_recent_by_author,
     get_state,
+    prune_raw,
     record_run,
     save_batch,
     sent_examples,
@@ -139,6 +140,24 @@ class Pipeline:
         _log_transition(connector.name, report, failures_before)
         return report
 
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Drop the payloads of mentions older than [store] keep_raw_days (batch by batch, each
+        its own transaction); returns how many were pruned."""
+        days = self.settings.store.keep_raw_days
+        if days is None:
+            return 0
+        before = (now or utcnow()) - timedelta(days=days)
+        pruned = 0
+        while True:
+            with session_scope(self.engine) as session:
+                batch = prune_raw(session, before=before)
+            pruned += batch
+            if not batch:
+                break
+        if pruned:
+            log.info("pruned the payloads of %d mentions older than %d days", pruned, days)
+        return pruned
+
     def process(self, *, stop: threading.Event | None = None) -> ProcessReport:
         """Analyze every new mention, open cases for those that need a human, draft replies."""
         report = ProcessReport()
@@ -167,6 +186,7 @@ class Pipeline:
         for connector in polled(self.settings.enabled_connectors()):
             run.ingests.append(self.ingest(connector, stop=stop))
         run.process = self.process(stop=stop)
+        self.prune()
         return run
 
     def _analyze_chunk(self, limit: int, stop: threading.Event | None) -> tuple[int, int]:

@@ -525,3 +525,44 @@ def test_drafts_are_still_found_for_new_cases(engine):
             .order_by(Case.id)
         ).all()
         assert found == list(expected)
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+def test_old_payloads_are_pruned_except_those_of_open_cases(engine):
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(days=2)
+    status = {
+        "old, no case": None,
+        "old, open": "posted",
+        "old, replied": "replied",
+        "recent": None,
+    }
+    ids = {}
+    with session_scope(engine) as session:
+        for number, (name, case_status) in enumerate(status.items()):
+            mention = Mention(
+                source="x",
+                external_id=str(number),
+                platform="x",
+                text=name,
+                raw={"review_id": f"r{number}"},
+                fetched_at=recent if name == "recent" else old,
+            )
+            session.add(mention)
+            session.flush()
+            ids[name] = mention.id
+            if case_status:
+                session.add(Case(mention_id=mention.id, status=case_status, created_at=old))
+    settings = Settings(database=DatabaseSettings(url=str(engine.url)), store={"keep_raw_days": 30})
+    pipeline = Pipeline(settings, engine)
+
+    assert pipeline.prune(now=NOW) == 2
+    with session_scope(engine) as session:
+        raw = {name: session.get(Mention, ids[name]).raw for name in status}
+    assert raw["old, no case"] is None and raw["old, replied"] is None
+    assert raw["old, open"] == {"review_id": "r1"}  # a reply to it still needs the ids
+    assert raw["recent"] == {"review_id": "r3"}
+    assert pipeline.prune(now=NOW) == 0  # pruned once: SQL NULL, not a JSON null
+    off = Pipeline(Settings(database=DatabaseSettings(url=str(engine.url))), engine)
+    assert off.prune(now=NOW + timedelta(days=400)) == 0

@@ -411,6 +411,22 @@ def mark_sla_breached(session: Session, case_ids: Sequence[int]) -> None:
         session.execute(sa.update(Case).where(col(Case.id).in_(chunk)).values(sla_breached=True))
 
 
+def prune_raw(session: Session, *, before: datetime, limit: int = 5000) -> int:
+    """Drop the platform payload of up to `limit` mentions fetched before `before`, except those
+    of open cases (a reply reads its ids there); returns how many were pruned."""
+    open_case = sa.exists().where(col(Case.mention_id) == col(Mention.id), _open())
+    chosen = (
+        select(Mention.id)
+        .where(col(Mention.fetched_at) < before, col(Mention.raw).is_not(None), ~open_case)
+        .limit(limit)
+    )
+    ids = list(session.exec(chosen).all())
+    if ids:
+        # SQL NULL, not the JSON null a Python None would be stored as.
+        session.execute(sa.update(Mention).where(col(Mention.id).in_(ids)).values(raw=sa.null()))
+    return len(ids)
+
+
 def analyzed_between(
     session: Session, *, since: datetime, until: datetime
 ) -> list[tuple[Mention, Analysis, Case | None, str | None]]:
