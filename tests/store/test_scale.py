@@ -43,6 +43,7 @@ from triage.store.queries import (
     mention_counts,
     open_by_priority,
     open_queue,
+    prune_raw,
     save_batch,
     sla_due_cases,
     unanalyzed_mentions,
@@ -191,8 +192,10 @@ def test_migration_0006_flags_the_cases_already_pinged_and_goes_back(db_url):
                 2: True,
             }
         assert "ix_care_case_sla_watched" in _indexes(engine, "care_case")
+        assert "ix_mention_raw_kept" in _indexes(engine, "mention")
 
         _downgrade(engine, "0005")
+        assert "ix_mention_raw_kept" not in _indexes(engine, "mention")
         assert "sla_breached" not in {
             c["name"] for c in sa.inspect(engine).get_columns("care_case")
         }
@@ -449,7 +452,12 @@ def _plans(engine: sa.Engine, run: Callable[[], object]) -> list[str]:
 
 
 HISTORY = ("mention", "analysis", "care_case", "draft", "slack_outbox", "audit_event")
-PARTIAL = ("ix_mention_unanalyzed", "ix_care_case_open", "ix_care_case_sla_watched")
+PARTIAL = (
+    "ix_mention_unanalyzed",
+    "ix_care_case_open",
+    "ix_care_case_sla_watched",
+    "ix_mention_raw_kept",
+)
 
 
 def _scans_of_history(plans: list[str]) -> list[str]:
@@ -499,6 +507,7 @@ def test_the_recurring_queries_read_no_history(sqlite_engine, slack):
         "open queue": session_run(open_queue, limit=30),
         "open counts": session_run(open_by_priority),
         "connector counts": session_run(mention_counts),
+        "old payloads": session_run(prune_raw, before=NOW - timedelta(days=30)),
         "next to send": lambda: notifier._next_due(set()),
     }
     for name, run in jobs.items():

@@ -418,6 +418,9 @@ def prune_raw(session: Session, *, before: datetime, limit: int = 5000) -> int:
     chosen = (
         select(Mention.id)
         .where(col(Mention.fetched_at) < before, col(Mention.raw).is_not(None), ~open_case)
+        # Oldest first, which also keeps PostgreSQL on ix_mention_raw_kept: it would otherwise
+        # guess that half the old mentions still have a payload and scan the table.
+        .order_by(col(Mention.fetched_at))
         .limit(limit)
     )
     ids = list(session.exec(chosen).all())

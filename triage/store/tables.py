@@ -69,6 +69,7 @@ def in_inline(column: Any, values: tuple[str, ...]) -> Any:
 # The conditions of the partial indexes (on both databases: each keeps a few recent rows).
 _UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
 _OPEN = sa.column("status", sa.String).in_(list(OPEN_STATUSES))
+_RAW_KEPT = sa.column("raw", sa.JSON).is_not(None)
 _SLA_WATCHED = sa.and_(_OPEN, sa.not_(sa.column("sla_breached", sa.Boolean)))
 
 
@@ -83,6 +84,10 @@ class Mention(SQLModel, table=True):
         # The mentions waiting for analysis, from an index that holds only them.
         sa.Index(
             "ix_mention_unanalyzed", "id", sqlite_where=_UNANALYZED, postgresql_where=_UNANALYZED
+        ),
+        # Payloads still kept, by age: retention ([store] keep_raw_days) reads only those.
+        sa.Index(
+            "ix_mention_raw_kept", "fetched_at", sqlite_where=_RAW_KEPT, postgresql_where=_RAW_KEPT
         ),
     )
 

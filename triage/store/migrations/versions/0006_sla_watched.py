@@ -1,9 +1,11 @@
-"""scale: the SLA check reads only the open cases it still watches (issue 16)
+"""scale: the SLA check reads only the open cases it still watches; retention reads only the
+payloads still kept (issue 16)
 
 A case's `sla_breached` flag is set when its breach ping is queued; the partial index
 `ix_care_case_sla_watched` holds the open cases without it, so the 5-second SLA check no longer
 walks every open case that breached long ago. Cases whose breach ping was queued before get the
-flag here.
+flag here. `ix_mention_raw_kept` orders the mentions whose payload is still kept by age, so
+pruning old payloads ([store] keep_raw_days) reads only those.
 
 Revision ID: 0006
 Revises: 0005
@@ -48,8 +50,14 @@ def upgrade() -> None:
         unique=False,
         **WATCHED,
     )
+    kept = {
+        "sqlite_where": sa.text("raw IS NOT NULL"),
+        "postgresql_where": sa.text("raw IS NOT NULL"),
+    }
+    op.create_index("ix_mention_raw_kept", "mention", ["fetched_at"], unique=False, **kept)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mention_raw_kept", table_name="mention")
     op.drop_index("ix_care_case_sla_watched", table_name="care_case")
     op.drop_column("care_case", "sla_breached")
