@@ -794,6 +794,14 @@ def test_a_status_message_slack_refused_does_not_silence_the_next_crisis(
     assert [m["text"][:16] for m in state.messages[CARE]] == [":rotating_light:"]
 
 
+def _urgent_cases(engine, name: str, count: int, *, priority: str = "P2", worst: int = 80):
+    """`count` open cases of `priority`, worst first by urgency."""
+    return [
+        add_case(engine, external_id=f"{name}{i}", text=name, priority=priority, urgency=worst - i)
+        for i in range(count)
+    ]
+
+
 def _stack_setup(engine, count: int = 7) -> list[int]:
     """`count` P2 cases, worst first by urgency, and one P3."""
     cases = [
@@ -843,10 +851,7 @@ def test_a_p1_p2_backlog_goes_out_stacked_worst_first_each_card_actionable(
 
 def test_cards_opened_while_the_channel_waits_join_its_next_stack(engine, slack, notifier_for):
     state, _ = slack
-    waiting = [
-        add_case(engine, external_id=f"w{i}", text="help", priority="P2", urgency=80 - i)
-        for i in range(3)
-    ]
+    waiting = _urgent_cases(engine, "help", 3)
     notifier, sleeps = notifier_for()
     notifier._last_post[CARE] = sleeps.now  # the channel has just posted: one second to wait
     came: list[int] = []
@@ -870,17 +875,11 @@ def test_cards_opened_while_the_channel_waits_join_its_next_stack(engine, slack,
 
 def test_a_stack_not_yet_sent_is_formed_again_when_worse_cards_come(engine, slack, notifier_for):
     state, _ = slack
-    p2 = [
-        add_case(engine, external_id=f"p2-{i}", text="late", priority="P2", urgency=60 - i)
-        for i in range(3)
-    ]
+    p2 = _urgent_cases(engine, "late", 3, worst=60)
     notifier, _ = notifier_for()
     notifier.enqueue_cards()
     assert notifier.stack() == 1  # three P2s, not sent yet
-    p1 = [
-        add_case(engine, external_id=f"p1-{i}", text="fire", priority="P1", urgency=95 - i)
-        for i in range(3)
-    ]
+    p1 = _urgent_cases(engine, "fire", 3, priority="P1", worst=95)
     notifier.enqueue_cards()
     # Formed again with the P1s first; the P1s' copies for the escalation channel stack too.
     assert notifier.stack() == 2
