@@ -302,3 +302,32 @@ def test_the_cue_index_finds_what_searching_every_cue_finds(scorer, monkeypatch)
     )
     every_cue = [[i.name for i in UrgencyScorer().match_intents(t, lang)] for t, lang in texts]
     assert indexed == every_cue
+
+
+def test_praise_of_a_fixed_problem_stays_praise_when_the_head_reads_no_complaint(scorer):
+    text = "The buffering on the TV app is finally sorted after the update, thanks Priya"
+
+    def read(complaint: float):
+        return _score(
+            scorer,
+            text,
+            p_negative=0.2,
+            p_positive=0.8,
+            model_labels=("praise", "defect"),
+            model_complaint=complaint,
+            model_urgent=True,
+        )
+
+    over = read(0.05)
+    assert (over.kind, over.priority) == ("praise", "P4")
+    assert "defect" not in over.intents
+    # The same labels with the head reading a complaint: the problem is not over.
+    still = read(0.8)
+    assert still.kind == "complaint" and still.priority in ("P2", "P3")
+    assert "defect" in still.intents
+
+
+def test_a_news_outlet_named_in_an_article_is_no_press_inquiry(scorer):
+    text = "Kestrel atver jaunu veikalu Valmierā, vēsta ziņu portāls"
+    result = _score(scorer, text, language="lv", p_negative=0.05, p_positive=0.2)
+    assert "press" not in result.intents and not result.escalate
