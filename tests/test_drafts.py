@@ -6,7 +6,7 @@ from connectors.reply import ReplyRules
 from triage.config import Playbook
 from triage.drafts import DraftRequest, render_draft
 from triage.drafts.names import address, mirrored_register
-from triage.drafts.render import load_templates, plural_category, time_frame
+from triage.drafts.render import load_templates, plural_category, time_frame, with_register
 
 LANGUAGES = ["en", "pl", "lv", "pt", "es", "de", "fr"]
 
@@ -111,6 +111,24 @@ def test_takeover_phishing_and_fraud_each_get_their_own_step():
     assert "didn't make" in fraud.text and "never your card details" in fraud.text
     # A risk to money or the account comes before the likelier intent, as safety does.
     assert render_draft(_request(intents=("delivery", "fraud"))).generator.endswith(":fraud")
+    # Among those risks the likelier decides ("charges on a card I never used" is no break-in),
+    # and a safety risk still comes first.
+    card = render_draft(_request(intents=("fraud", "account_takeover", "repeat_contact")))
+    assert card.generator.endswith(":fraud") and "got into your account" not in card.text
+    assert render_draft(_request(intents=("account_takeover", "fraud"))).generator.endswith(
+        ":account_takeover"
+    )
+    assert render_draft(_request(intents=("fraud", "safety"))).generator.endswith(":safety")
+
+
+def test_a_customer_leaving_hears_that_first_and_the_cause_is_still_dealt_with():
+    leaving = render_draft(_request(intents=("churn", "billing", "refund")))
+    assert "put this right before you go" in leaving.text
+    assert "trouble with your bill" not in leaving.text
+    assert leaving.generator.endswith(":billing")  # the invoice is still what we look at
+    # A bill that is wrong above all, with a threat to leave beside it: the bill comes first.
+    billed = render_draft(_request(intents=("billing", "churn")))
+    assert "trouble with your bill" in billed.text
 
 
 @pytest.mark.parametrize(
@@ -639,7 +657,7 @@ def test_the_brands_playbook_gives_the_next_step_and_answers_saved_questions():
         casual.text
         == render_draft(_request(language="de", intents=("safety",), mention_text=sparks)).text
     )
-    assert "Sie " not in casual.text and "Schick uns" in casual.text
+    assert "Sie " not in casual.text and "Schreib uns" in casual.text
     # Categories the playbook leaves out keep the sector-neutral template.
     late = render_draft(_request(intents=("delivery",), playbook=playbook))
     assert late.text == render_draft(_request(intents=("delivery",))).text
@@ -778,3 +796,56 @@ def test_a_fault_report_hears_its_product_named_in_the_brands_words(lang, tmp_pa
         _request(language=lang, intents=("defect",), mention_text="broken", playbook=playbook)
     )
     assert product not in other.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "intents", "said"),
+    [
+        (
+            "en",
+            "250k followers on TikTok and my order vanished 40 days ago. Video goes up tomorrow",
+            ("press", "delivery"),
+            "courier",
+        ),
+        (
+            "de",
+            "Ich hab 140k Follower und zeige morgen, wie ihr mich seit Wochen hinhaltet",
+            ("press", "churn", "service"),
+            "behandelt",
+        ),
+        (
+            "pl",
+            "Mam 190 tys. obserwujących, a trener mnie wyśmiał. Jutro wrzucam filmik",
+            ("press", "service"),
+            "potraktowano",
+        ),
+    ],
+)
+def test_a_customer_with_followers_about_to_go_public_gets_their_problem_answered(
+    lang, text, intents, said
+):
+    draft = render_draft(_request(language=lang, intents=intents, mention_text=text))
+    assert "holding" not in draft.generator and said in draft.text, draft.text
+    assert draft.note and "public audience" in draft.note
+
+
+def test_a_blogger_asking_for_a_statement_still_gets_the_press_reply():
+    text = "Travel blogger (85k followers) writing about the baggage chaos: want to comment?"
+    draft = render_draft(_request(intents=("press",), mention_text=text))
+    assert draft.generator == "template:holding:en:press"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("register", ["formal", "informal"])
+def test_a_safety_risk_gets_product_advice_only_when_a_product_is_faulty(lang, register):
+    def step(intents: tuple[str, ...]) -> str:
+        draft = render_draft(_request(language=lang, intents=intents, register=register))
+        assert draft.generator.endswith(":safety") and draft.note and "Safety" in draft.note
+        return draft.text
+
+    templates = with_register(load_templates(lang), register)
+    product = templates["product_steps"]["safety"].split("{privately}")[0].strip()
+    neutral = templates["next_steps"]["safety"].split("{privately}")[0].strip()
+    # A driver on the phone at 90 mph or a loose balcony rail: nothing to unplug or collect.
+    assert neutral in step(("safety",)) and product not in step(("safety",))
+    assert product in step(("defect", "safety"))

@@ -98,6 +98,8 @@ def test_a_title_is_greeted_with_the_surname():
         ("en", "Thanks for the fast delivery!", None),
         ("fr", "Merci à Mme Lefèvre, notre gestionnaire, d'une humanité rare", "Mme Lefèvre"),
         ("de", "Vielen Dank an Frau Müller vom Kundenservice!", "Frau Müller"),
+        ("de", "Dank Frau Becker hab ich die Prüfung bestanden", "Frau Becker"),
+        ("de", "Dank Ihrer schnellen Hilfe läuft alles wieder", None),
         ("pl", "Dzięki Pani Kasi z infolinii wszystko załatwione", "Pani Kasi"),
         ("lv", "Paldies operatorei Annai, viss atrisināts!", "Annai"),
         ("es", "Gracias a Lucía por la ayuda", "Lucía"),

@@ -165,6 +165,9 @@ _COLLEAGUE: dict[str, tuple[re.Pattern[str], ...]] = {
     ),
     "de": (
         _after(r"[Dd]anke(?: an)?|[Dd]ank an", "Frau|Herrn?"),
+        # "Dank Frau Becker hab ich bestanden": the preposition, only with a title ("dank Ihrer
+        # Hilfe" names nobody).
+        re.compile(rf"\b[Dd]ank ((?:Frau|Herrn?) {_NAME})"),
         _after(r"Mitarbeiter(?:in)?|Fahrer(?:in)?|Techniker(?:in)?|Berater(?:in)?", "Frau|Herrn?"),
     ),
     "fr": (

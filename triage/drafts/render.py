@@ -30,9 +30,11 @@ HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # Sentences said after the apology when they fit, in this order.
 EXTRAS = ("vulnerable", "repeat_contact", "tried")
 PLAYBOOK_FALLBACK = {"account_takeover": "security", "fraud": "security"}
-# A risk to the person or their money decides the next step whatever else the mention is about;
-# otherwise the intent the mention is most about does (intents come likeliest first), so a weak
-# billing word does not turn a late delivery into an apology for the bill.
+# A risk to the person or their money decides the next step whatever else the mention is about
+# (a safety risk first, then the likeliest of the others: "charges on a card I never used" is
+# fraud even when the head also suspects a takeover); otherwise the intent the mention is most
+# about does (intents come likeliest first), so a weak billing word does not turn a late delivery
+# into an apology for the bill.
 FIRST_STEPS = ("safety", "account_takeover", "fraud", "phishing", "security")
 
 
@@ -108,7 +110,7 @@ def with_register(templates: dict[str, Any], register: str | None) -> dict[str, 
         return templates
     merged = dict(templates, register=register)
     tables = ("templates", "apology", "next_steps", "known_order", "holding", "scaffold")
-    for table in (*tables, "private", "time", "praise_topics"):
+    for table in (*tables, "private", "time", "praise_topics", "product_steps"):
         merged[table] = {**templates.get(table, {}), **variant.get(table, {})}
     return merged
 
@@ -210,6 +212,11 @@ def render_draft(request: DraftRequest) -> DraftText:
     templates = addressed(templates, request, language)
     intents = request.intents
     holding = next((i for i in HOLDING if i in intents), None)
+    public_customer = holding == "press" and _customer_with_audience(templates, request)
+    if public_customer:
+        # "140k followers, and tomorrow my story shows how you've stalled me for weeks": a
+        # customer about to go public wants their problem solved, not a press office's reply.
+        holding = None
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more.
         key = holding
@@ -230,7 +237,8 @@ def render_draft(request: DraftRequest) -> DraftText:
             note=f"{note} {lead}" if note else lead,
         )
     next_steps: dict[str, str] = templates["next_steps"]
-    ranked = [i for i in FIRST_STEPS if i in intents] + list(intents)
+    risks = [i for i in intents if i in FIRST_STEPS]
+    ranked = [i for i in intents if i == "safety"] + risks + list(intents)
     step_key = next((i for i in ranked if i in next_steps), "default")
     values = {
         "name": greeting_name(request, language, templates.get("register")),
@@ -281,7 +289,12 @@ def render_draft(request: DraftRequest) -> DraftText:
         # They told us the order number: say it back, and never ask for it again.
         values["next_step"] = (own_known or known[step_key]).format(**values, order=order)
     else:
-        values["next_step"] = (own_step or next_steps[step_key]).format(**values)
+        step = next_steps[step_key]
+        if "defect" in intents:
+            # A hazard from a faulty product: stop, unplug, we collect it (the neutral step
+            # serves a driver, a car or a pool as well).
+            step = templates.get("product_steps", {}).get(step_key, step)
+        values["next_step"] = (own_step or step).format(**values)
     apologies: dict[str, str] = templates["apology"]
     # Churn or how they were treated has no step of its own but its own first sentence.
     apology_key = (
@@ -290,11 +303,17 @@ def render_draft(request: DraftRequest) -> DraftText:
         else next((i for i in ranked if i in apologies and i not in EXTRAS), "default")
     )
     values["apology"] = apologies.get(apology_key, apologies["default"])
+    template = templates["templates"][request.kind]
     product = named_product(playbook, language, register, default, request.mention_text)
     if step_key == "defect" and product and "defect_named" in apologies:
         # "Sorry your kettle isn't working": the thing they wrote about, in the brand's words.
         values["apology"] = fill(apologies["defect_named"], product=product)
-    template = templates["templates"][request.kind]
+    if intents[:1] == ("churn",) and not risks and "churn" in apologies:
+        # "12 years with you and this renewal price. Bye.": above all they are leaving (when
+        # the platform has room for it); the next step still deals with the cause.
+        leaving = {**values, "apology": apologies["churn"]}
+        if fits(_finish(fill(template, **leaving), request), request):
+            values = leaving
     if request.kind == "praise":
         colleague = praised_colleague(request.mention_text, language, request.brand)
         named = templates.get("praise_topics", {}).get("named")
@@ -326,6 +345,9 @@ def render_draft(request: DraftRequest) -> DraftText:
             text = longer
     if "safety" in intents:
         lead = "Safety risk: a lead should approve this reply."
+        note = f"{note} {lead}" if note else lead
+    if public_customer:
+        lead = "A customer with a public audience, about to go public: a lead may want to see it."
         note = f"{note} {lead}" if note else lead
     return DraftText(
         text=text,
@@ -389,6 +411,14 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def _customer_with_audience(templates: dict[str, Any], request: DraftRequest) -> bool:
+    """Whether a "press" mention is a customer who counts their followers and has a problem of
+    their own (a step or first sentence of its own), not a journalist asking for a statement."""
+    audience = templates.get("press_cues", {}).get("audience", [])
+    own = any(i in templates["next_steps"] or i == "churn" for i in request.intents)
+    return own and says(audience, request.mention_text)
 
 
 def says(cues: Iterable[str], text: str) -> bool:
