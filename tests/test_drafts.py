@@ -849,3 +849,32 @@ def test_a_safety_risk_gets_product_advice_only_when_a_product_is_faulty(lang, r
     # A driver on the phone at 90 mph or a loose balcony rail: nothing to unplug or collect.
     assert neutral in step(("safety",)) and product not in step(("safety",))
     assert product in step(("defect", "safety"))
+
+
+@pytest.mark.parametrize(
+    ("lang", "asked", "not_asked"),
+    [
+        ("en", "K7 speaker crackles above 50%. Is this a known issue?", "K7 speaker crackles."),
+        ("de", "Display flackert. Ist das Problem bekannt?", "Display flackert."),
+        ("fr", "L'écran clignote, c'est un problème connu ?", "L'écran clignote."),
+        ("es", "La app se cierra sola, ¿le pasa a alguien más?", "La app se cierra sola."),
+        ("pt", "O app trava toda hora, é só comigo?", "O app trava toda hora."),
+        ("pl", "Aplikacja się wiesza. Tylko u mnie tak?", "Aplikacja się wiesza."),
+        ("lv", "Lietotne uzkaras. Vai tikai man tā?", "Lietotne uzkaras."),
+    ],
+)
+def test_asked_whether_it_is_a_known_issue_the_draft_says_we_check(lang, asked, not_asked):
+    roomy = ReplyRules(max_length=500)
+
+    def draft(text: str, register: str, intents: tuple[str, ...] = ("defect",)) -> str:
+        request = _request(
+            language=lang, intents=intents, mention_text=text, rules=roomy, register=register
+        )
+        return render_draft(request).text
+
+    for register in ("formal", "informal"):
+        said = with_register(load_templates(lang), register)["apology"]["known_issue"]
+        assert said in draft(asked, register)
+        assert said not in draft(not_asked, register)
+        # An outage's step already says we know and are on it.
+        assert said not in draft(asked, register, ("outage",))

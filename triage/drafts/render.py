@@ -28,7 +28,7 @@ HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # A brand's playbook step for account security also answers a takeover or a charge the customer
 # did not make (not phishing: someone asking "is this mail really you?" has lost nothing yet).
 # Sentences said after the apology when they fit, in this order.
-EXTRAS = ("vulnerable", "repeat_contact", "tried")
+EXTRAS = ("vulnerable", "repeat_contact", "known_issue", "tried")
 PLAYBOOK_FALLBACK = {"account_takeover": "security", "fraud": "security"}
 # A risk to the person or their money decides the next step whatever else the mention is about
 # (a safety risk first, then the likeliest of the others: "charges on a card I never used" is
@@ -324,10 +324,15 @@ def render_draft(request: DraftRequest) -> DraftText:
             topic = praise_topic(templates, request.mention_text)
             template = templates.get("praise_topics", {}).get(topic, template)
     text = _finish(fill(template, **values), request)
-    # A person at risk is said first, then that they wrote before and heard nothing, then that
-    # they already tried the obvious fixes, as far as the platform has room.
+    # A person at risk is said first, then that they wrote before and heard nothing, then
+    # whether others have it too (when they ask), then that they already tried the obvious
+    # fixes, as far as the platform has room.
     tried = says(templates.get("tried_cues", {}).get("tried", []), request.mention_text)
-    shown = {*intents, *(["tried"] if tried else [])}
+    # "Is this a known issue??": answered honestly, except beside an outage's step ("we're on it").
+    asked = step_key != "outage" and says(
+        templates.get("known_cues", {}).get("asked", []), request.mention_text
+    )
+    shown = {*intents, *(["tried"] if tried else []), *(["known_issue"] if asked else [])}
     extras = [apologies[k] for k in EXTRAS if k in shown and k in apologies]
     for n in range(len(extras) if request.kind == "complaint" else 0, 0, -1):
         apology = " ".join([values["apology"], *extras[:n]])
