@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from triage.drafts.render import with_register
+
 ROOT = Path(__file__).resolve().parents[1]
 MENTIONS = ROOT / "triage" / "sample_data" / "mentions.jsonl"
 CUES = ROOT / "models" / "cues"
@@ -431,20 +433,26 @@ def test_next_step_keys_agree_across_languages():
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_reply_fits_in_a_tweet(lang):
-    data = TEMPLATE_FILES[lang]
+@pytest.mark.parametrize("register", [None, "formal", "informal"])
+def test_every_reply_fits_in_a_tweet(lang, register):
+    # Each form of address, and the product and known-order versions of the steps, too.
+    data = with_register(TEMPLATE_FILES[lang], register)
     within = max(within_phrases(lang, data["time"]), key=len)
     values = {"name": NAME_12, "brand": "Kestrel", "privately": data["private"]["dm"], **URLS}
     answer = data["templates"]["answer"].format(**values, answer=data["scaffold"]["answer"])
     assert len(answer) <= 280 - 40, f"{lang}: room for the answer: {answer}"
+    steps = [
+        *data["next_steps"].items(),
+        *data.get("product_steps", {}).items(),
+        *data.get("known_order", {}).items(),
+    ]
     for key, template in data["templates"].items():
         if key in ("answer", "feedback"):
             continue
-        for step_key, step in data["next_steps"].items():
+        for step_key, step in steps:
             apology = data["apology"].get(step_key, data["apology"]["default"])
-            reply = template.format(
-                **values, within=within, next_step=step.format(**values), apology=apology
-            )
+            next_step = step.format(**values, order="12345678901")
+            reply = template.format(**values, within=within, next_step=next_step, apology=apology)
             assert len(reply) <= 280, f"{lang}.{key}+{step_key}: {len(reply)} chars: {reply}"
             assert "{" not in reply and "}" not in reply
 
