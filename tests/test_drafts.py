@@ -878,3 +878,34 @@ def test_asked_whether_it_is_a_known_issue_the_draft_says_we_check(lang, asked, 
         assert said not in draft(not_asked, register)
         # An outage's step already says we know and are on it.
         assert said not in draft(asked, register, ("outage",))
+
+
+def test_a_person_at_risk_is_said_even_where_the_apology_must_give_way():
+    request = _request(
+        language="de",
+        intents=("delivery", "vulnerable", "repeat_contact"),
+        author_name="Hans-Joachim Weber",
+        sla_seconds=1800,
+        rules=ReplyRules(max_length=280),
+    )
+    draft = render_draft(request)
+    vulnerable = load_templates("de")["apology"]["vulnerable"]
+    assert vulnerable[:1].lower() + vulnerable[1:] in draft.text, draft.text
+    assert len(draft.text) <= 280
+    # What did not fit is named for the agent, and nothing else.
+    assert draft.note is not None and "write more than once" in draft.note
+    assert "can't wait" not in draft.note
+
+
+def test_an_extra_sentence_that_fits_is_said_even_when_one_before_it_did_not():
+    asked_and_tried = "Die App stürzt ab, ich habe alles probiert. Ist das Problem bekannt?"
+    apology = load_templates("de")["apology"]
+    plain = render_draft(_request(language="de", intents=("defect",), mention_text="Absturz"))
+    # Room for the shorter "tried" sentence, not for the longer "known issue" one before it.
+    assert len(apology["known_issue"]) > len(apology["tried"])
+    room = ReplyRules(max_length=len(plain.text) + 1 + len(apology["tried"]))
+    draft = render_draft(
+        _request(language="de", intents=("defect",), mention_text=asked_and_tried, rules=room)
+    )
+    assert apology["tried"] in draft.text and apology["known_issue"] not in draft.text
+    assert draft.note and "checking whether others are affected" in draft.note

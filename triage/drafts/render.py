@@ -29,6 +29,13 @@ HOLDING = {"legal": "legal threat", "press": "press inquiry"}
 # did not make (not phishing: someone asking "is this mail really you?" has lost nothing yet).
 # Sentences said after the apology when they fit, in this order.
 EXTRAS = ("vulnerable", "repeat_contact", "known_issue", "tried")
+# What the agent is told a draft left out when the platform had no room for it.
+LEFT_OUT = {
+    "vulnerable": "that it can't wait (a person at risk)",
+    "repeat_contact": "sorry they had to write more than once",
+    "known_issue": "that we're checking whether others are affected",
+    "tried": "thanks for the steps they already tried",
+}
 PLAYBOOK_FALLBACK = {"account_takeover": "security", "fraud": "security"}
 # A risk to the person or their money decides the next step whatever else the mention is about
 # (a safety risk first, then the likeliest of the others: "charges on a card I never used" is
@@ -333,13 +340,12 @@ def render_draft(request: DraftRequest) -> DraftText:
         templates.get("known_cues", {}).get("asked", []), request.mention_text
     )
     shown = {*intents, *(["tried"] if tried else []), *(["known_issue"] if asked else [])}
-    extras = [apologies[k] for k in EXTRAS if k in shown and k in apologies]
-    for n in range(len(extras) if request.kind == "complaint" else 0, 0, -1):
-        apology = " ".join([values["apology"], *extras[:n]])
-        longer = _finish(fill(template, **{**values, "apology": apology}), request)
-        if fits(longer, request):
-            text = longer
-            break
+    if request.kind == "complaint":
+        wanted = [k for k in EXTRAS if k in shown and k in apologies]
+        text, left_out = _with_extras(template, values, apologies, wanted, request)
+        if left_out:
+            lead = "Left out for lack of room: " + "; ".join(LEFT_OUT[k] for k in left_out) + "."
+            note = f"{note} {lead}" if note else lead
     if (
         request.kind in ("complaint", "question")
         and request.dm_instructions.strip()
@@ -416,6 +422,42 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def _with_extras(
+    template: str,
+    values: dict[str, str],
+    apologies: dict[str, str],
+    wanted: list[str],
+    request: DraftRequest,
+) -> tuple[str, list[str]]:
+    """The complaint with each extra sentence that still fits, in order, and those left out.
+
+    A person at risk is said even where the apology must give way to it ("we know this can't
+    wait" matters more on a 280-character platform than "sorry your heating isn't working").
+    """
+
+    def render(opening: str, keys: list[str]) -> str:
+        apology = " ".join([opening, *(apologies[k] for k in keys)])
+        return _finish(fill(template, **{**values, "apology": apology}), request)
+
+    def greedy(opening: str, keys: list[str]) -> list[str]:
+        chosen: list[str] = []
+        for key in keys:
+            if fits(render(opening, [*chosen, key]), request):
+                chosen.append(key)
+        return chosen
+
+    opening = values["apology"]
+    chosen = greedy(opening, wanted)
+    if "vulnerable" in wanted and "vulnerable" not in chosen:
+        lead = apologies["vulnerable"]
+        if opening[:1].islower():
+            lead = lead[:1].lower() + lead[1:]  # "Hallo Jonas, uns ist klar, ..."
+        if fits(render(lead, []), request):
+            rest = greedy(lead, [k for k in wanted if k != "vulnerable"])
+            return render(lead, rest), [k for k in wanted if k != "vulnerable" and k not in rest]
+    return render(opening, chosen), [k for k in wanted if k not in chosen]
 
 
 def _customer_with_audience(templates: dict[str, Any], request: DraftRequest) -> bool:
