@@ -47,6 +47,8 @@ def test_plural_categories(language, n, category):
         ("en", 3600, "1 hour"),
         ("pl", 7200, "w ciągu 2 godzin"),
         ("en", 2 * 86400, "2 days"),
+        ("en", 86400, "24 hours"),
+        ("de", 86400, "24 Stunden"),
     ],
 )
 def test_time_frames_read_naturally(language, seconds, phrase):

@@ -132,7 +132,8 @@ def time_frame(templates: dict[str, Any], language: str, seconds: float) -> str:
     seconds = math.ceil(round(seconds) / 60) * 60
     if seconds < 2 * 3600 and seconds % 3600:
         n, unit = max(1, seconds // 60), "minute"
-    elif seconds < 2 * 86400 and seconds % 86400:
+    elif seconds < 2 * 86400:
+        # "within 24 hours", as brands say it, not "within 1 day".
         n, unit = math.ceil(seconds / 3600), "hour"
     else:
         n, unit = math.ceil(seconds / 86400), "day"
