@@ -911,3 +911,33 @@ def test_an_extra_sentence_that_fits_is_said_even_when_one_before_it_did_not():
     )
     assert apology["tried"] in draft.text and apology["known_issue"] not in draft.text
     assert draft.note and "checking whether others are affected" in draft.note
+
+
+@pytest.mark.parametrize(
+    ("lang", "polite", "familiar"),
+    [
+        ("de", "Sie uns", "Schick uns"),
+        ("es", "le responderá", "te responderá"),
+        ("pl", "Dzień dobry", "Cześć"),
+        ("fr", "vous répondra", "te répondra"),
+        ("lv", "Jums atbildēs", "tev atbildēs"),
+    ],
+)
+def test_a_legal_threat_is_answered_in_the_polite_form_even_by_a_familiar_brand(
+    lang, polite, familiar
+):
+    for intent in ("legal", "press"):
+        draft = render_draft(_request(language=lang, intents=(intent,), register="informal"))
+        assert polite in draft.text and familiar not in draft.text, draft.text
+    # A customer who writes in the familiar form themselves is answered in it.
+    casual = {"de": "Du", "es": "tú", "pl": "", "fr": "tu", "lv": "tu"}[lang]
+    if casual:
+        mirrored = render_draft(
+            _request(
+                language=lang,
+                intents=("legal",),
+                register="informal",
+                mention_text=f"{casual} ... avocat",
+            )
+        )
+        assert polite not in mirrored.text, mirrored.text

@@ -226,7 +226,11 @@ def render_draft(request: DraftRequest) -> DraftText:
         # customer about to go public wants their problem solved, not a press office's reply.
         holding = None
     if holding is not None:
-        # Legal threats and the press get a short reply that moves to private, nothing more.
+        # Legal threats and the press get a short reply that moves to private, nothing more,
+        # in the polite form even from a brand that writes "du" to its followers.
+        polite = (load_templates(language) or {}).get("holding_register")
+        if polite and mirrored_register(request.mention_text, language) is None:
+            templates = with_register(load_templates(language) or templates, polite)
         key = holding
         deadline = templates.get("press_cues", {}).get("deadline", [])
         if holding == "press" and says(deadline, request.mention_text):
