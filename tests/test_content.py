@@ -71,6 +71,7 @@ REASONS = {
     "defect": "product defect",
     "safety": "safety risk",
     "legal": "legal threat",
+    "privacy": "personal data request or leak",
     "press": "press inquiry",
     "churn": "threatens to cancel or leave",
     "waiting": "has been waiting / repeated contact",

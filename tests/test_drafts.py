@@ -941,3 +941,9 @@ def test_a_legal_threat_is_answered_in_the_polite_form_even_by_a_familiar_brand(
             )
         )
         assert polite not in mirrored.text, mirrored.text
+
+
+def test_a_journalist_who_mentions_the_law_gets_the_press_reply():
+    press = render_draft(_request(intents=("press", "legal")))
+    assert press.generator == "template:holding:en:press"
+    assert render_draft(_request(intents=("legal", "press"))).generator.endswith(":legal")

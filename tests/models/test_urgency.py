@@ -331,3 +331,21 @@ def test_a_news_outlet_named_in_an_article_is_no_press_inquiry(scorer):
     text = "Kestrel atver jaunu veikalu Valmierā, vēsta ziņu portāls"
     result = _score(scorer, text, language="lv", p_negative=0.05, p_positive=0.2)
     assert "press" not in result.intents and not result.escalate
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("en", "Under GDPR I'd like a copy of all the personal data you hold on me"),
+        ("de", "Auskunftsersuchen nach Art. 15 DSGVO: welche Daten speichern Sie über mich?"),
+        ("fr", "En vertu du RGPD, je demande la suppression de mes données personnelles"),
+        ("es", "Según el RGPD quiero ejercer mi derecho de acceso a mis datos personales"),
+        ("pt", "Com base na LGPD, quero saber quais dados pessoais vocês têm sobre mim"),
+        ("pl", "Na podstawie RODO proszę o usunięcie moich danych osobowych"),
+        ("lv", "Saskaņā ar VDAR lūdzu izdzēst manus datus no jūsu sistēmas"),
+    ],
+)
+def test_a_data_request_citing_the_law_is_privacy_not_a_legal_threat(scorer, language, text):
+    result = _score(scorer, text, language=language, p_negative=0.3)
+    assert "privacy" in result.intents and "legal" not in result.intents, result.intents
+    assert not result.escalate

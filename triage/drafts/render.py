@@ -219,7 +219,8 @@ def render_draft(request: DraftRequest) -> DraftText:
         language = FALLBACK_LANGUAGE
     templates = addressed(templates, request, language)
     intents = request.intents
-    holding = next((i for i in HOLDING if i in intents), None)
+    # The likelier of the two: a journalist who mentions the law is still the press.
+    holding = next((i for i in intents if i in HOLDING), None)
     public_customer = holding == "press" and _customer_with_audience(templates, request)
     if public_customer:
         # "140k followers, and tomorrow my story shows how you've stalled me for weeks": a
