@@ -1112,6 +1112,7 @@ def settings_for(engine: sa.Engine, slack_url: str, folder: Path) -> Settings:
             escalation_channel=ESCALATION,
             leads_group=LEADS,
             api_url=slack_url,
+            post_interval=0.001,  # the store's cost, not Slack's pace (bench/e2e_latency has it)
         ),
         connectors=[
             ConnectorSettings(name=name, type="file", options={"path": str(empty)})

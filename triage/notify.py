@@ -801,7 +801,8 @@ class Notifier:
         row = self._claim(row_id)
         if row is None:
             return False
-        if row.method == "chat.postMessage" and row.attempts > 1:
+        looked_up = row.method == "chat.postMessage" and row.attempts > 1
+        if looked_up:
             try:
                 found = self._find_posted(row)
             except NotConfirmed as exc:
@@ -817,7 +818,8 @@ class Notifier:
                 self._record_sent(row, found)
                 return True
         self._pace(row.channel)
-        if not self._renew(row):
+        # A lookup may outlast the claim's lease; a claim made a moment ago needs no renewal.
+        if looked_up and not self._renew(row):
             log.warning("%s was taken over by another flush while it was looked up", row.key)
             return False
         try:
@@ -848,24 +850,34 @@ class Notifier:
         return request
 
     def _claim(self, row_id: int) -> SlackMessage | None:
+        """The row, marked as being sent by this flush; None if it is not due or another has it.
+
+        One conditional UPDATE: of two flushes (or workers) only one can take a row.
+        """
         now = utcnow()
         with session_scope(self.engine) as session:
-            row = session.get(SlackMessage, row_id)
-            if row is None:
-                return None
-            claimed = session.execute(
+            row = session.execute(
                 sa.update(SlackMessage)
                 .where(
                     col(SlackMessage.id) == row_id,
-                    col(SlackMessage.status) == row.status,
-                    col(SlackMessage.attempts) == row.attempts,
-                    col(SlackMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+                    sa.or_(
+                        col(SlackMessage.status) == OutboxStatus.PENDING,
+                        sa.and_(
+                            col(SlackMessage.status) == OutboxStatus.SENDING,
+                            col(SlackMessage.attempt_at) < now - LEASE,
+                        ),
+                    ),
                 )
-                .values(status=OutboxStatus.SENDING, attempts=row.attempts + 1, attempt_at=now)
-            )
-            if claimed.rowcount != 1:
+                .values(
+                    status=OutboxStatus.SENDING,
+                    attempts=col(SlackMessage.attempts) + 1,
+                    attempt_at=now,
+                )
+                .returning(SlackMessage)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if row is None:
                 return None
-            session.refresh(row)
             session.expunge(row)
             return row
 
