@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_jsonl
-from triage.evaluate import FILES, evaluate, model_card, read_benchmark
+from triage.evaluate import FILES, draft_on_topic, evaluate, model_card, read_benchmark
 
 pytestmark = pytest.mark.model
 
@@ -86,3 +86,21 @@ def test_limit_takes_the_first_rows_of_each_language(benchmarks):
 def test_missing_benchmark_files_are_named(analyzer, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"xlmt-umsab-sentiment/test\.jsonl"):
         evaluate(analyzer, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("generator", "labels", "on_topic"),
+    [
+        ("template:complaint:en:delivery", ("delivery", "repeat_contact"), True),
+        ("template:complaint:de:billing", ("refund",), False),
+        ("template:holding:fr:legal", ("privacy",), False),
+        ("template:holding:fr:press", ("press",), True),
+        ("template:complaint:en:security", ("fraud",), True),
+        # The general step fits a complaint with no problem of its own step ("churn", "service"
+        # has one: it would be off topic there).
+        ("template:complaint:pl:default", ("churn", "repeat_contact"), True),
+        ("template:complaint:pl:default", ("service",), False),
+    ],
+)
+def test_a_draft_is_on_topic_when_its_step_answers_a_labelled_problem(generator, labels, on_topic):
+    assert draft_on_topic(generator, labels) is on_topic

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,7 +32,9 @@ from models.metrics import (
     spearman,
 )
 from models.sentiment import LABELS
-from triage.analyze import AnalysisInput, Analyzer
+from triage.analyze import AnalysisInput, AnalysisOutput, Analyzer
+from triage.config import DRAFT_CATEGORIES
+from triage.drafts.render import DraftRequest, render_draft
 
 INTENT_LABELS = TAXONOMY
 UMSAB_ANCHORS = {"en": 70.6, "fr": 71.2, "de": 77.3, "pt": 75.4, "es": 67.9, "it": 69.1}
@@ -97,6 +99,24 @@ class CareFigures:
     intent_f1_by_language: dict[str, float]
     sentiment_f1: float
     sentiment_f1_by_language: dict[str, float]
+    # Percent of complaint drafts whose next step is about another problem than those labelled.
+    draft_off_topic: float = float("nan")
+
+
+# Draft categories (the step a complaint draft offers) that answer one labelled problem; the
+# general step fits a complaint only when none of these was labelled.
+_STEPPED = (frozenset(DRAFT_CATEGORIES) - {"default", "churn", "security"}) | {"legal", "press"}
+
+
+def draft_on_topic(generator: str, labels: Collection[str]) -> bool:
+    """Whether a complaint draft (by its generator, "template:complaint:en:delivery") offers
+    the step for a problem a care lead labelled; the general one only when none has its own."""
+    category = generator.split(":")[-1]
+    if category == "default":
+        return not set(labels) & _STEPPED
+    if category == "security":
+        return bool(set(labels) & {"account_takeover", "fraud"})
+    return category in labels
 
 
 def read_benchmark(path: Path, *, limit: int | None = None) -> list[dict[str, Any]]:
@@ -267,6 +287,8 @@ def care_figures(analyzer: Analyzer) -> CareFigures | None:
                 out[label] = 100 * 2 * tp / max(float(t.sum() + p.sum()), 1.0)
         return out
 
+    complaints = [i for i, o in enumerate(outputs) if o.urgency.kind == "complaint"]
+    drafts = {i: render_draft(_draft_request(outputs[i], rows[i].text)) for i in complaints}
     everything = np.ones(len(rows), dtype=bool)
     sentiment_truth = np.array([LABELS.index(r.sentiment) for r in rows])
     sentiment_found = np.array([LABELS.index(o.sentiment.label) for o in outputs])
@@ -288,6 +310,25 @@ def care_figures(analyzer: Analyzer) -> CareFigures | None:
             * macro_f1(sentiment_truth[langs == lang], sentiment_found[langs == lang], len(LABELS))
             for lang in sorted(set(langs))
         },
+        draft_off_topic=share(
+            complaints, lambda i: not draft_on_topic(drafts[i].generator, rows[i].labels)
+        ),
+    )
+
+
+def _draft_request(output: AnalysisOutput, text: str) -> DraftRequest:
+    """A complaint draft for a validation mention, as a brand without a playbook gets it."""
+    return DraftRequest(
+        kind="complaint",
+        language=output.language.code,
+        intents=tuple(output.urgency.intents),
+        author_name=None,
+        author_handle=None,
+        sla_seconds=7200,
+        brand="Brand",
+        help_url="https://help.example",
+        status_url="https://status.example",
+        mention_text=text,
     )
 
 
@@ -406,6 +447,8 @@ def care_section(care: CareFigures) -> list[str]:
         f"{care.escalation_recall:.1f}% | 100% |",
         f"| praise, spam, feedback and needs-nothing ranked P1/P2 | "
         f"{care.calm_ranked_urgent:.1f}% | 0% |",
+        f"| complaint drafts whose next step is about another problem than the labelled ones | "
+        f"{care.draft_off_topic:.1f}% | 0% |",
         f"| sentiment macro-F1 | {care.sentiment_f1:.1f} | 85 |",
         "",
         "Per language: intent macro-F1 / sentiment macro-F1 (target 80).",
