@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from triage.store import Analysis, Case, CaseStatus, Mention, OutboundReply, session_scope
+from triage.store.queries import count_analysed
 from triage.store.tables import ReplyStatus
 
 DAY1 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -46,6 +47,8 @@ def _add(engine, n, at, *, source="x", lang="en", sentiment="negative", kind="co
                 model_version="test",
             )
         )  # fmt: skip
+        session.flush()
+        count_analysed(session, mention_ids=[mention.id])  # as the pipeline stores analyses
         case = Case(mention_id=mention.id, status=CaseStatus.POSTED)
         if reply_after is not None:
             case.status, case.replied_at = CaseStatus.REPLIED, at + timedelta(seconds=reply_after)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
-from triage.clock import utcnow
+from models.labels import PROBLEMS
+from models.urgency import CUE_LABELS
+from triage.clock import as_utc, utcnow
 from triage.domain import NewMention
 from triage.store.clean import storable_mentions
 from triage.store.tables import (
@@ -27,7 +29,9 @@ from triage.store.tables import (
     OutboundReply,
     OutboxStatus,
     ReplyStatus,
+    ReportHour,
     SlackMessage,
+    UTCDateTime,
     in_inline,
 )
 
@@ -431,37 +435,35 @@ def prune_raw(session: Session, *, before: datetime, limit: int = 5000) -> int:
 
 
 def analyzed_between(
-    session: Session, *, since: datetime, until: datetime
-) -> list[tuple[Mention, Analysis, Case | None, str | None]]:
-    """Mentions posted in [since, until) with their analysis, case and who sent the reply.
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    mention_ids: Sequence[int] | None = None,
+) -> Iterator[tuple[Mention, Analysis, Case | None, str | None]]:
+    """Mentions posted in [since, until) (only `mention_ids` of them, when given) with their
+    analysis, case and who sent the reply, oldest first, streamed.
 
     A mention without its own time (sources need not give one) counts when triage stored it.
     """
-    posted = sa.func.coalesce(col(Mention.created_at), col(Mention.fetched_at))
     sender = (
-        select(OutboundReply.mention_id, sa.func.min(OutboundReply.requested_by).label("sender"))
-        .where(OutboundReply.status == ReplyStatus.SENT)
-        .group_by(OutboundReply.mention_id)
-        .subquery()
-    )
-    rows = session.exec(
-        select(Mention, Analysis, Case, sender.c.sender)
-        .join(Analysis, Analysis.mention_id == Mention.id)
-        .join(Case, Case.mention_id == Mention.id, isouter=True)
-        .join(sender, sender.c.mention_id == Mention.id, isouter=True)
+        select(sa.func.min(OutboundReply.requested_by))
         .where(
-            sa.or_(
-                sa.and_(col(Mention.created_at) >= since, col(Mention.created_at) < until),
-                sa.and_(
-                    col(Mention.created_at).is_(None),
-                    col(Mention.fetched_at) >= since,
-                    col(Mention.fetched_at) < until,
-                ),
-            )
+            col(OutboundReply.mention_id) == col(Mention.id),
+            OutboundReply.status == ReplyStatus.SENT,
         )
-        .order_by(posted, col(Mention.id))
-    ).all()
-    return [(m, a, c, s) for m, a, c, s in rows]
+        .scalar_subquery()
+    )
+    statement = (
+        select(Mention, Analysis, Case, sender)
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .join(Case, col(Case.mention_id) == col(Mention.id), isouter=True)
+        .where(_posted_between(since, until))
+        .order_by(_posted(), col(Mention.id))
+    )
+    if mention_ids is not None:
+        statement = statement.where(col(Mention.id).in_(list(mention_ids)))
+    yield from session.exec(statement.execution_options(yield_per=500))  # type: ignore[misc]
 
 
 def sent_with_drafts(
@@ -547,3 +549,266 @@ def queue_state(session: Session, *, now: datetime) -> QueueState:
         oldest_waiting_p1=oldest[0] if oldest else None,
         oldest_p1_case=oldest[1] if oldest else None,
     )
+
+
+# --- report rollups (report_hour) --------------------------------------------------------------
+
+
+def complaint_category(intent: str) -> str | None:
+    """The problem label (models/labels.py) a stored intent names, else None: questions, praise,
+    feedback, spam, the modifiers (vulnerable, repeat contact) and the cue signals older analyses
+    stored (anger, sarcasm, waiting) are no complaint category."""
+    label = CUE_LABELS.get(intent, intent)
+    return label if label in PROBLEMS else None
+
+
+def _posted() -> Any:
+    """When a mention was posted, else stored: the expression of the index ix_mention_posted."""
+    return sa.func.coalesce(col(Mention.created_at), col(Mention.fetched_at), type_=UTCDateTime)
+
+
+def _posted_between(since: datetime, until: datetime) -> Any:
+    return sa.and_(_posted() >= since, _posted() < until)
+
+
+def _rollup_sql(dialect: str, where: str) -> str:
+    """INSERT ... SELECT of the rollup rows of the analysed mentions matching `where` (SQL on
+    `mention` and `analysis`), added to what report_hour holds."""
+    posted = "coalesce(mention.created_at, mention.fetched_at)"
+    if dialect == "sqlite":
+        # UTCDateTime's text form in SQLite, so hours compare with bound times.
+        hour = f"strftime('%Y-%m-%d %H:00:00.000000', {posted})"
+        intents = "json_each(analysis.intents) AS intent"
+        least = "min"
+    elif dialect == "postgresql":
+        hour = f"date_trunc('hour', {posted} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        intents = (
+            "LATERAL json_array_elements_text(CASE WHEN json_typeof(analysis.intents) = 'array'"
+            " THEN analysis.intents ELSE '[]'::json END) AS intent(value)"
+        )
+        least = "least"
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    names = {*PROBLEMS, *CUE_LABELS}
+    category = " ".join(
+        f"WHEN '{name}' THEN '{complaint_category(name)}'"
+        for name in sorted(names)
+        if complaint_category(name)
+    )
+    columns = "mention.id AS mention_id, mention.source, analysis.language, analysis.sentiment"
+    # Each complaint category once per mention, as the report counts them.
+    return f"""
+        INSERT INTO report_hour (hour, source, language, sentiment, category, n, first_at, first_id)
+        SELECT hour, source, language, sentiment, category, count(*), min(posted), min(mention_id)
+        FROM (
+            SELECT {columns}, {hour} AS hour, {posted} AS posted, '' AS category
+            FROM mention JOIN analysis ON analysis.mention_id = mention.id
+            WHERE {where}
+            UNION ALL
+            SELECT DISTINCT {columns}, {hour} AS hour, {posted} AS posted,
+                CASE intent.value {category} END AS category
+            FROM mention JOIN analysis ON analysis.mention_id = mention.id, {intents}
+            WHERE {where} AND analysis.kind = 'complaint'
+                AND CASE intent.value {category} END IS NOT NULL
+        ) AS counted
+        WHERE true
+        GROUP BY hour, source, language, sentiment, category
+        ON CONFLICT (hour, source, language, sentiment, category) DO UPDATE SET
+            n = report_hour.n + excluded.n,
+            first_at = {least}(report_hour.first_at, excluded.first_at),
+            first_id = {least}(report_hour.first_id, excluded.first_id)
+    """
+
+
+def count_analysed(session: Session, *, mention_ids: Sequence[int]) -> None:
+    """Add the analyses of these mentions to the report rollups, grouped, in one upsert per 500
+    (in the caller's transaction: the analyses must be flushed, and counted only once)."""
+    statement = _rollup_sql(session.get_bind().dialect.name, "analysis.mention_id IN :ids")
+    for start in range(0, len(mention_ids), 500):
+        chunk = list(mention_ids[start : start + 500])
+        session.execute(sa.text(statement).bindparams(sa.bindparam("ids", chunk, expanding=True)))
+
+
+def rebuild_rollups(connection: sa.Connection) -> None:
+    """Count every stored analysis into report_hour afresh (migration 0007, bench/scale.py)."""
+    connection.execute(sa.delete(ReportHour))
+    connection.execute(sa.text(_rollup_sql(connection.dialect.name, "true")))
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Counts of analysed mentions (category '') and complaints (a category) per key, with the
+    earliest (posted, id) counted under each key: rankings break ties by what came first."""
+
+    key: tuple[Any, ...]
+    n: int
+    first_at: datetime
+    first_id: int
+
+
+def rollup_tallies(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    by: Sequence[str],
+    category: str | None = None,
+) -> list[Tally]:
+    """The rollup counts of the whole hours in [since, until) summed by the report_hour
+    columns named in `by` (e.g. ("source", "category")); of one category only, when given."""
+    keys = [getattr(ReportHour, name) for name in by]
+    statement = (
+        select(
+            *keys,
+            sa.func.sum(ReportHour.n),
+            sa.func.min(ReportHour.first_at),
+            sa.func.min(ReportHour.first_id),
+        )
+        .where(col(ReportHour.hour) >= since, col(ReportHour.hour) < until)
+        .group_by(*keys)
+    )
+    if category is not None:
+        statement = statement.where(ReportHour.category == category)
+    found = []
+    for *key, n, first_at, first_id in session.exec(statement).all():
+        found.append(Tally(tuple(key), int(n), _aware(first_at), int(first_id)))
+    return found
+
+
+def _aware(value: datetime) -> datetime:
+    return cast(datetime, as_utc(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An analysed mention as the report's counts see it: no text, no payload."""
+
+    mention_id: int
+    posted: datetime
+    source: str
+    language: str
+    sentiment: str
+    kind: str
+    intents: tuple[str, ...]
+
+
+def counted_between(session: Session, *, since: datetime, until: datetime) -> list[Counted]:
+    """The analysed mentions posted in [since, until), oldest first, as the rollups count them
+    (the report reads the hours it covers only in part this way)."""
+    statement = (
+        select(
+            col(Mention.id),
+            _posted(),
+            Mention.source,
+            Analysis.language,
+            Analysis.sentiment,
+            Analysis.kind,
+            Analysis.intents,
+        )
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(_posted_between(since, until))
+        .order_by(_posted(), col(Mention.id))
+    )
+    return [
+        Counted(mid, posted, source, language, sentiment, kind, tuple(intents or ()))
+        for mid, posted, source, language, sentiment, kind, intents in session.exec(statement)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseTiming:
+    """What the care figures read of a case that was answered or closed."""
+
+    priority: str
+    first_response_seconds: float | None
+    resolution_seconds: float | None
+    agent: str | None
+
+
+def case_timings(session: Session, *, since: datetime, until: datetime) -> list[CaseTiming]:
+    """The cases of mentions posted in [since, until) that were answered or closed: priority,
+    first response, time to resolution from the post, and who replied (the first sender in
+    name order, else the assignee of a case marked replied)."""
+    sender = (
+        select(sa.func.min(OutboundReply.requested_by))
+        .where(
+            col(OutboundReply.mention_id) == col(Mention.id),
+            OutboundReply.status == ReplyStatus.SENT,
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            Analysis.priority,
+            Case.first_response_seconds,
+            Case.replied_at,
+            Case.dismissed_at,
+            Case.assignee,
+            _posted(),
+            sender,
+        )
+        .join(Case, col(Case.mention_id) == col(Mention.id))
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(
+            _posted_between(since, until),
+            sa.or_(
+                col(Case.first_response_seconds).is_not(None),
+                col(Case.replied_at).is_not(None),
+                col(Case.dismissed_at).is_not(None),
+            ),
+        )
+        .order_by(_posted(), col(Mention.id))
+    )
+    timings = []
+    for priority, first, replied, dismissed, assignee, posted, agent in session.exec(statement):
+        resolved = replied or dismissed
+        timings.append(
+            CaseTiming(
+                priority=priority,
+                first_response_seconds=first,
+                resolution_seconds=(resolved - posted).total_seconds() if resolved else None,
+                agent=agent or (assignee if replied else None),
+            )
+        )
+    return timings
+
+
+def negative_texts(
+    session: Session, *, since: datetime, until: datetime
+) -> list[tuple[int, str, str]]:
+    """(mention id, language, text) of the negative mentions posted in [since, until), oldest
+    first: what the report's topics are made of."""
+    statement = (
+        select(col(Mention.id), Analysis.language, Mention.text)
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(_posted_between(since, until), Analysis.sentiment == "negative")
+        .order_by(_posted(), col(Mention.id))
+    )
+    return [(mid, language, text) for mid, language, text in session.exec(statement)]
+
+
+def hourly_volume(
+    session: Session, *, since: datetime, until: datetime
+) -> list[tuple[datetime, str, int, int, datetime]]:
+    """(hour, source, mentions, negative mentions, earliest posted) per hour and source in the
+    whole hours of [since, until), from the rollups."""
+    negative = sa.case((ReportHour.sentiment == "negative", ReportHour.n), else_=0)
+    statement = (
+        select(
+            ReportHour.hour,
+            ReportHour.source,
+            sa.func.sum(ReportHour.n),
+            sa.func.sum(negative),
+            sa.func.min(ReportHour.first_at),
+        )
+        .where(
+            col(ReportHour.hour) >= since,
+            col(ReportHour.hour) < until,
+            ReportHour.category == "",
+        )
+        .group_by(ReportHour.hour, ReportHour.source)
+    )
+    return [
+        (_aware(hour), source, int(n), int(neg), _aware(first))
+        for hour, source, n, neg, first in session.exec(statement)
+    ]

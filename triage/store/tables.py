@@ -71,6 +71,8 @@ _UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
 _OPEN = sa.column("status", sa.String).in_(list(OPEN_STATUSES))
 _RAW_KEPT = sa.column("raw", sa.JSON).is_not(None)
 _SLA_WATCHED = sa.and_(_OPEN, sa.not_(sa.column("sla_breached", sa.Boolean)))
+# When a mention was posted, or stored when its source gave no time: what reports count by.
+_POSTED = sa.func.coalesce(sa.column("created_at"), sa.column("fetched_at"))
 
 
 class Mention(SQLModel, table=True):
@@ -89,6 +91,8 @@ class Mention(SQLModel, table=True):
         sa.Index(
             "ix_mention_raw_kept", "fetched_at", sqlite_where=_RAW_KEPT, postgresql_where=_RAW_KEPT
         ),
+        # The mentions of a report window or a spike hour, by when they were posted.
+        sa.Index("ix_mention_posted", _POSTED, "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -132,6 +136,28 @@ class Analysis(SQLModel, table=True):
     reasons: list[str] | None = _json()
     model_version: str = Field(max_length=128)
     analyzed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ReportHour(SQLModel, table=True):
+    """Analysed mentions counted per hour they were posted (UTC), source, language and
+    sentiment: `category` '' counts mentions, a complaint category counts complaints.
+
+    Kept with each analysis (queries.count_analysed), never lowered: it keeps the history the
+    reports and spike checks read after payloads or mentions are pruned.
+    """
+
+    __tablename__ = "report_hour"
+
+    hour: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    source: str = Field(max_length=64, primary_key=True)
+    language: str = Field(max_length=8, primary_key=True)
+    sentiment: str = Field(max_length=16, primary_key=True)
+    category: str = Field(default="", max_length=32, primary_key=True)
+    n: int = 0
+    # The earliest mention counted here: when it was posted, and the lowest id (ties in the
+    # report's rankings go to what came first, as when every row was read).
+    first_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    first_id: int
 
 
 class Draft(SQLModel, table=True):

@@ -1,0 +1,53 @@
+"""scale: reports and spike checks read rollups, not every mention of their window (issue 16)
+
+`report_hour` counts the analysed mentions per hour they were posted (UTC), source, language,
+sentiment and complaint category ('' counts mentions); it is filled here from the analyses
+already stored, and kept from now on in the transaction that stores each analysis. The
+expression index `ix_mention_posted` (when posted, else stored; then id) reads the mentions of a
+window's partial hours, its negative mentions' text and its cases, and the CSV's rows.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from triage.store.queries import rebuild_rollups
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+KEY = ("hour", "source", "language", "sentiment", "category")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "report_hour",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("sentiment", sa.String(length=16), nullable=False),
+        sa.Column("category", sa.String(length=32), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("first_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(*KEY),
+    )
+    op.create_index(
+        "ix_mention_posted",
+        "mention",
+        [sa.text("coalesce(created_at, fetched_at)"), "id"],
+        unique=False,
+    )
+    rebuild_rollups(op.get_bind())
+
+
+def downgrade() -> None:
+    op.drop_index("ix_mention_posted", table_name="mention")
+    op.drop_table("report_hour")
