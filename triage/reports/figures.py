@@ -1,6 +1,8 @@
 """The numbers behind a sentiment report: volume, net sentiment, topics, care metrics.
 
-Computed from the store for a window [since, until) and the window of the same length before it.
+Computed from the store for a window [since, until) and the window of the same length before it:
+counts from the hourly rollups (report_hour) and the window's partial hours, care timings from
+its answered cases, topics from its negative mentions; never every row, but for the CSV.
 """
 
 from __future__ import annotations

@@ -434,6 +434,18 @@ def prune_raw(session: Session, *, before: datetime, limit: int = 5000) -> int:
     return len(ids)
 
 
+def _sender() -> Any:
+    """Who sent the reply to the mention of the row: the first sender in name order, if any."""
+    return (
+        select(sa.func.min(OutboundReply.requested_by))
+        .where(
+            col(OutboundReply.mention_id) == col(Mention.id),
+            OutboundReply.status == ReplyStatus.SENT,
+        )
+        .scalar_subquery()
+    )
+
+
 def analyzed_between(
     session: Session,
     *,
@@ -446,14 +458,7 @@ def analyzed_between(
 
     A mention without its own time (sources need not give one) counts when triage stored it.
     """
-    sender = (
-        select(sa.func.min(OutboundReply.requested_by))
-        .where(
-            col(OutboundReply.mention_id) == col(Mention.id),
-            OutboundReply.status == ReplyStatus.SENT,
-        )
-        .scalar_subquery()
-    )
+    sender = _sender()
     statement = (
         select(Mention, Analysis, Case, sender)
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
@@ -729,14 +734,7 @@ def case_timings(session: Session, *, since: datetime, until: datetime) -> list[
     """The cases of mentions posted in [since, until) that were answered or closed: priority,
     first response, time to resolution from the post, and who replied (the first sender in
     name order, else the assignee of a case marked replied)."""
-    sender = (
-        select(sa.func.min(OutboundReply.requested_by))
-        .where(
-            col(OutboundReply.mention_id) == col(Mention.id),
-            OutboundReply.status == ReplyStatus.SENT,
-        )
-        .scalar_subquery()
-    )
+    sender = _sender()
     statement = (
         select(
             Analysis.priority,
