@@ -27,7 +27,9 @@ from triage.drafts.learn import EDIT_CLASSES, draft_category, edit_class
 from triage.store import session_scope
 from triage.store.queries import (
     Counted,
+    ReportRow,
     analyzed_between,
+    analyzed_by_id,
     case_timings,
     complaint_category,
     counted_between,
@@ -190,8 +192,8 @@ def load_rows(engine: sa.Engine, since: datetime, until: datetime) -> list[Row]:
 def iter_rows(engine: sa.Engine, since: datetime, until: datetime) -> Iterator[Row]:
     """load_rows, streamed: the CSV writes each row as it is read."""
     with session_scope(engine) as session:
-        for mention, analysis, case, agent in analyzed_between(session, since=since, until=until):
-            yield _row(mention, analysis, case, agent)
+        for found in analyzed_between(session, since=since, until=until):
+            yield _row(found)
 
 
 def compute(
@@ -212,7 +214,7 @@ def compute(
         raise ValueError(f"the report window is empty: {since:%Y-%m-%d} .. {until:%Y-%m-%d}")
     with session_scope(engine) as session:
         counts = _counts(session, since, until)
-        previous = _counts(session, since - (until - since), since)
+        previous = _counts(session, since - (until - since), since, detail=False)
         timings = case_timings(session, since=since, until=until)
         negative = [
             NegativeText(*found) for found in negative_texts(session, since=since, until=until)
@@ -226,7 +228,7 @@ def compute(
         ][:3]
         for word, _ in topics[:5]
     }
-    examples = _rows_by_id(engine, since, until, [i for ids in example_ids.values() for i in ids])
+    examples = _rows_by_id(engine, [i for ids in example_ids.values() for i in ids])
     sentiment = counts.by("sentiment")
     return Figures(
         since=since,
@@ -311,13 +313,19 @@ class _Counts:
         return days
 
 
-def _counts(session: Session, since: datetime, until: datetime) -> _Counts:
+def _counts(session: Session, since: datetime, until: datetime, *, detail: bool = True) -> _Counts:
     """The counts of [since, until): its whole hours from the rollups, the hours it covers only
-    in part from the mentions themselves."""
+    in part from the mentions themselves. Without `detail`, only the sentiment of its whole
+    hours (the window before: its volume and net sentiment)."""
     counts = _Counts()
     start = _ceil_hour(since)
     end = max(start, _floor_hour(until))
-    if start < end:
+    if start < end and not detail:
+        for tally in rollup_tallies(
+            session, since=start, until=end, by=("sentiment",), category=""
+        ):
+            counts.add(("", "", *tally.key, ""), tally.n, (tally.first_at, tally.first_id))
+    elif start < end:
         for tally in rollup_tallies(session, since=start, until=end, by=_FIELDS):
             counts.add(tally.key, tally.n, (tally.first_at, tally.first_id))
         for tally in rollup_tallies(
@@ -325,9 +333,7 @@ def _counts(session: Session, since: datetime, until: datetime) -> _Counts:
         ):
             hour, sentiment = tally.key
             counts.days[(hour.date(), sentiment)] += tally.n
-        edges = [(since, start), (end, until)]
-    else:
-        edges = [(since, until)]
+    edges = [(since, start), (end, until)] if start < end else [(since, until)]
     for low, high in edges:
         if low < high:
             for mention in counted_between(session, since=low, until=high):
@@ -344,15 +350,15 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _rows_by_id(
-    engine: sa.Engine, since: datetime, until: datetime, mention_ids: Sequence[int]
-) -> dict[int, Row]:
-    """The report rows of a few mentions of the window (the examples), by id."""
+def _rows_by_id(engine: sa.Engine, mention_ids: Sequence[int]) -> dict[int, Row]:
+    """The report rows of a few mentions (the examples), by id."""
     if not mention_ids:
         return {}
     with session_scope(engine) as session:
-        found = analyzed_between(session, since=since, until=until, mention_ids=mention_ids)
-        return {mention.id or 0: _row(mention, a, case, agent) for mention, a, case, agent in found}
+        return {
+            found.mention_id: _row(found)
+            for found in analyzed_by_id(session, mention_ids=mention_ids)
+        }
 
 
 def care_figures(rows: Sequence[Timed], sla: SlaSettings) -> CareFigures:
@@ -444,24 +450,24 @@ def _words(row: Worded) -> set[str]:
     return words
 
 
-def _row(mention, analysis, case, agent: str | None) -> Row:
-    resolved_at = (case.replied_at or case.dismissed_at) if case else None
-    created = mention.created_at or mention.fetched_at
+def _row(found: ReportRow) -> Row:
+    resolved_at = found.replied_at or found.dismissed_at
+    created = found.posted
     return Row(
-        mention_id=mention.id or 0,
+        mention_id=found.mention_id,
         created_at=created,
-        source=mention.source,
-        platform=mention.platform,
-        language=analysis.language,
-        sentiment=analysis.sentiment,
-        kind=analysis.kind,
-        priority=analysis.priority,
-        urgency=analysis.urgency,
-        intents=tuple(analysis.intents or ()),
-        text=mention.text,
-        url=mention.url,
-        status=str(case.status) if case else None,
-        first_response_seconds=case.first_response_seconds if case else None,
+        source=found.source,
+        platform=found.platform,
+        language=found.language,
+        sentiment=found.sentiment,
+        kind=found.kind,
+        priority=found.priority,
+        urgency=found.urgency,
+        intents=found.intents,
+        text=found.text,
+        url=found.url,
+        status=found.status,
+        first_response_seconds=found.first_response_seconds,
         resolution_seconds=(resolved_at - created).total_seconds() if resolved_at else None,
-        agent=agent or (case.assignee if case and case.replied_at else None),
+        agent=found.sender or (found.assignee if found.replied_at else None),
     )

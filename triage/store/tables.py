@@ -222,7 +222,12 @@ class OutboundReply(SQLModel, table=True):
 
     __tablename__ = "outbound_reply"
     # The latest replies sent, newest first: new drafts learn from them (triage/drafts/learn).
-    __table_args__ = (sa.Index("ix_outbound_reply_sent", "status", "sent_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbound_reply_sent", "status", "sent_at"),
+        # Who sent the reply to a mention, from the index alone: the report's care figures ask
+        # it of every answered case of the window.
+        sa.Index("ix_outbound_reply_sender", "mention_id", "status", "requested_by"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=128, unique=True)

@@ -4,7 +4,8 @@
 sentiment and complaint category ('' counts mentions); it is filled here from the analyses
 already stored, and kept from now on in the transaction that stores each analysis. The
 expression index `ix_mention_posted` (when posted, else stored; then id) reads the mentions of a
-window's partial hours, its negative mentions' text and its cases, and the CSV's rows.
+window's partial hours, its negative mentions' text and its cases, and the CSV's rows;
+`ix_outbound_reply_sender` who sent the reply to each of its answered cases.
 
 Revision ID: 0007
 Revises: 0006
@@ -45,9 +46,16 @@ def upgrade() -> None:
         [sa.text("coalesce(created_at, fetched_at)"), "id"],
         unique=False,
     )
+    op.create_index(
+        "ix_outbound_reply_sender",
+        "outbound_reply",
+        ["mention_id", "status", "requested_by"],
+        unique=False,
+    )
     rebuild_rollups(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbound_reply_sender", table_name="outbound_reply")
     op.drop_index("ix_mention_posted", table_name="mention")
     op.drop_table("report_hour")
