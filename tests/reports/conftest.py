@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from triage.store import Analysis, Case, CaseStatus, Mention, OutboundReply, session_scope
-from triage.store.queries import count_analysed
+from triage.store.queries import count_analysed, record_case_timings
 from triage.store.tables import ReplyStatus
 
 DAY1 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -63,6 +63,8 @@ def _add(engine, n, at, *, source="x", lang="en", sentiment="negative", kind="co
             case.status = CaseStatus.DISMISSED
             case.dismissed_at = at + timedelta(seconds=dismiss_after)
         session.add(case)
+        session.flush()
+        record_case_timings(session, case_ids=[case.id])  # as act.py closes cases
 
 
 @pytest.fixture

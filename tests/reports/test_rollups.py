@@ -6,12 +6,16 @@ import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+import respx
 import sqlalchemy as sa
 from sqlmodel import select
 
 from tests.reports.conftest import _add
 from tests.store.test_scale import _downgrade
+from tests.test_act import API, EchoConnector, _connector
+from triage.act import CaseActions, Replies
 from triage.config import Settings, SlackSettings, SlaSettings
 from triage.reports.figures import (
     Row,
@@ -34,8 +38,8 @@ from triage.store import (
     session_scope,
 )
 from triage.store.engine import upgrade
-from triage.store.queries import count_analysed
-from triage.store.tables import ReportHour
+from triage.store.queries import count_analysed, record_case_timings
+from triage.store.tables import CaseTiming, ReportHour
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 SOURCES = ("x", "reddit", "trustpilot", "rss")
@@ -105,6 +109,8 @@ def _case(session, rng: random.Random, mention: Mention, at: datetime) -> None:
     elif fate < 0.7:
         case.status, case.dismissed_at = CaseStatus.DISMISSED, later
     session.add(case)
+    session.flush()
+    record_case_timings(session, case_ids=[case.id])
 
 
 def _reference_rows(engine, since: datetime, until: datetime) -> list[Row]:
@@ -248,17 +254,20 @@ def test_the_figures_change_with_what_is_counted(seeded):
     )
 
 
-def _rollups(engine) -> set[tuple]:
+def _rollups(engine) -> tuple[set[tuple], set[tuple]]:
     with session_scope(engine) as session:
-        return {
+        hours = {
             (r.hour, r.source, r.language, r.sentiment, r.category, r.n, r.first_at, r.first_id)
             for r in session.exec(select(ReportHour)).all()
         }
+        timings = {tuple(t.model_dump().values()) for t in session.exec(select(CaseTiming)).all()}
+    return hours, timings
 
 
 def test_the_migration_fills_the_rollups_as_analysing_keeps_them(seeded):
     kept = _rollups(seeded)
-    assert len(kept) > 300 and {row[4] for row in kept} > {""}
+    hours, timings = kept
+    assert len(hours) > 300 and {row[4] for row in hours} > {""} and len(timings) > 100
     _downgrade(seeded, "0006")
     assert "report_hour" not in sa.inspect(seeded).get_table_names()
     upgrade(seeded)
@@ -314,3 +323,20 @@ def test_a_negative_share_spike_fires_from_the_rollups_of_the_weeks_before(engin
         (s.scope, s.metric, s.observed, s.expected, s.z) for s in alerted
     }
     assert len(state.calls_to("chat.postMessage")) == 2
+
+
+@respx.mock
+def test_the_care_figures_follow_the_act_stage(engine):
+    respx.post(API).mock(return_value=httpx.Response(200, json={"id": "r1"}))
+    at = START + timedelta(hours=3, minutes=7)
+    for n in range(1, 5):
+        _add(engine, n, at + timedelta(minutes=n), priority=f"P{n}")
+    with session_scope(engine) as session:
+        cases = {c.mention_id: c.id for c in session.exec(select(Case)).all()}
+    Replies(engine, _connector(EchoConnector)).send(1, "Sorry!", actor="U2")
+    Replies(engine, _connector(EchoConnector)).mark_replied(2, actor="U3")
+    CaseActions(engine).dismiss(cases[3], actor="U1", reason="spam")
+    since, until = START, START + timedelta(days=1)
+    care = compute(engine, since, until, SlaSettings()).care
+    assert care == care_figures(_reference_rows(engine, since, until), SlaSettings())
+    assert care.replied == 2 and set(care.by_agent) == {"U2"}

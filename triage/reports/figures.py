@@ -75,7 +75,7 @@ class Row:
 
 
 class Timed(Protocol):
-    """A case as the care figures see it (a report Row, or the store's CaseTiming)."""
+    """A case as the care figures see it (a report Row, or the store's Timing)."""
 
     @property
     def priority(self) -> str: ...

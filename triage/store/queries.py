@@ -23,6 +23,7 @@ from triage.store.tables import (
     AuditEvent,
     Case,
     CaseStatus,
+    CaseTiming,
     ConnectorState,
     Draft,
     Mention,
@@ -682,9 +683,12 @@ def count_analysed(session: Session, *, mention_ids: Sequence[int]) -> None:
 
 
 def rebuild_rollups(connection: sa.Connection) -> None:
-    """Count every stored analysis into report_hour afresh (migration 0007, bench/scale.py)."""
+    """Count every stored analysis into report_hour, and every closed case into case_timing,
+    afresh (migration 0007, bench/scale.py)."""
     connection.execute(sa.delete(ReportHour))
     connection.execute(sa.text(_rollup_sql(connection.dialect.name, "true")))
+    connection.execute(sa.delete(CaseTiming))
+    connection.execute(sa.text(_timing_sql("true")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -767,8 +771,44 @@ def counted_between(session: Session, *, since: datetime, until: datetime) -> li
     ]
 
 
+def _timing_sql(where: str) -> str:
+    """INSERT ... SELECT of the case_timing rows of the closed cases matching `where` (SQL on
+    `care_case`), replacing what case_timing holds for them."""
+    sender = (
+        "(SELECT min(outbound_reply.requested_by) FROM outbound_reply"
+        " WHERE outbound_reply.mention_id = mention.id AND outbound_reply.status = 'sent')"
+    )
+    columns = "mention_id, posted_at, priority, first_response_seconds, resolved_at, agent"
+    return f"""
+        INSERT INTO case_timing (case_id, {columns})
+        SELECT care_case.id, mention.id, coalesce(mention.created_at, mention.fetched_at),
+            analysis.priority, care_case.first_response_seconds,
+            coalesce(care_case.replied_at, care_case.dismissed_at),
+            coalesce(nullif({sender}, ''),
+                CASE WHEN care_case.replied_at IS NOT NULL THEN care_case.assignee END)
+        FROM care_case
+        JOIN mention ON mention.id = care_case.mention_id
+        JOIN analysis ON analysis.mention_id = mention.id
+        WHERE ({where}) AND (care_case.first_response_seconds IS NOT NULL
+            OR care_case.replied_at IS NOT NULL OR care_case.dismissed_at IS NOT NULL)
+        ON CONFLICT (case_id) DO UPDATE SET
+            {", ".join(f"{name} = excluded.{name}" for name in columns.split(", "))}
+    """
+
+
+def record_case_timings(session: Session, *, case_ids: Sequence[int]) -> None:
+    """Keep the care figures' row of these cases, in the transaction that closed them or sent
+    their reply (flushed first): who answered, when, how fast."""
+    session.flush()
+    session.execute(
+        sa.text(_timing_sql("care_case.id IN :ids")).bindparams(
+            sa.bindparam("ids", list(case_ids), expanding=True)
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
-class CaseTiming:
+class Timing:
     """What the care figures read of a case that was answered or closed."""
 
     priority: str
@@ -777,46 +817,29 @@ class CaseTiming:
     agent: str | None
 
 
-def case_timings(session: Session, *, since: datetime, until: datetime) -> list[CaseTiming]:
-    """The cases of mentions posted in [since, until) that were answered or closed: priority,
-    first response, time to resolution from the post, and who replied (the first sender in
-    name order, else the assignee of a case marked replied)."""
+def case_timings(session: Session, *, since: datetime, until: datetime) -> list[Timing]:
+    """The answered or closed cases of mentions posted in [since, until): priority, first
+    response, time to resolution from the post, who answered; oldest first."""
     statement = (
         select(
-            Analysis.priority,
-            Case.first_response_seconds,
-            _raw_time(col(Case.replied_at)),
-            _raw_time(col(Case.dismissed_at)),
-            Case.assignee,
-            _raw_time(_posted()),
-            _sender(),
+            CaseTiming.priority,
+            CaseTiming.first_response_seconds,
+            _raw_time(col(CaseTiming.resolved_at)),
+            _raw_time(col(CaseTiming.posted_at)),
+            CaseTiming.agent,
         )
-        .join(Case, col(Case.mention_id) == col(Mention.id))
-        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
-        .where(
-            _posted_between(since, until),
-            sa.or_(
-                col(Case.first_response_seconds).is_not(None),
-                col(Case.replied_at).is_not(None),
-                col(Case.dismissed_at).is_not(None),
-            ),
-        )
-        .order_by(_posted(), col(Mention.id))
+        .where(col(CaseTiming.posted_at) >= since, col(CaseTiming.posted_at) < until)
+        .order_by(col(CaseTiming.posted_at), col(CaseTiming.mention_id))
     )
-    timings = []
-    for priority, first, replied, dismissed, assignee, posted, agent in session.execute(statement):
-        resolved = _parsed(replied or dismissed)
-        timings.append(
-            CaseTiming(
-                priority=priority,
-                first_response_seconds=first,
-                resolution_seconds=(
-                    (resolved - _parsed(posted)).total_seconds() if resolved else None
-                ),
-                agent=agent or (assignee if replied else None),
-            )
+    return [
+        Timing(
+            priority,
+            first,
+            (_parsed(resolved) - _parsed(posted)).total_seconds() if resolved else None,  # type: ignore[operator]
+            agent,
         )
-    return timings
+        for priority, first, resolved, posted, agent in session.execute(statement)
+    ]
 
 
 def _raw_time(expression: Any) -> Any:

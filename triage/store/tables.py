@@ -160,6 +160,25 @@ class ReportHour(SQLModel, table=True):
     first_id: int
 
 
+class CaseTiming(SQLModel, table=True):
+    """What the report's care figures read of an answered or closed case, on one narrow row:
+    kept by queries.record_case_timings wherever a case is closed or its reply sent, and, like
+    report_hour, kept when mentions are pruned."""
+
+    __tablename__ = "case_timing"
+    __table_args__ = (sa.Index("ix_case_timing_posted", "posted_at", "mention_id"),)
+
+    case_id: int = Field(primary_key=True)
+    mention_id: int
+    posted_at: datetime = Field(sa_type=UTCDateTime, nullable=False)  # the mention's
+    priority: str = Field(max_length=2)
+    first_response_seconds: float | None = None
+    resolved_at: datetime | None = _time()  # replied, else dismissed
+    # who answered: the first sender of a reply in name order, else the assignee of a case
+    # marked replied
+    agent: str | None = Field(default=None, max_length=128)
+
+
 class Draft(SQLModel, table=True):
     """A reply proposed to the agent; never sent without a human's approval."""
 
@@ -224,8 +243,8 @@ class OutboundReply(SQLModel, table=True):
     # The latest replies sent, newest first: new drafts learn from them (triage/drafts/learn).
     __table_args__ = (
         sa.Index("ix_outbound_reply_sent", "status", "sent_at"),
-        # Who sent the reply to a mention, from the index alone: the report's care figures ask
-        # it of every answered case of the window.
+        # Who sent the reply to a mention, from the index alone: the care figures' rows
+        # (case_timing) and the report's rows ask it of every answered case.
         sa.Index("ix_outbound_reply_sender", "mention_id", "status", "requested_by"),
     )
 

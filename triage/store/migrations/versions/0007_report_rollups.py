@@ -2,7 +2,10 @@
 
 `report_hour` counts the analysed mentions per hour they were posted (UTC), source, language,
 sentiment and complaint category ('' counts mentions); it is filled here from the analyses
-already stored, and kept from now on in the transaction that stores each analysis. The
+already stored, and kept from now on in the transaction that stores each analysis.
+`case_timing` holds what the care figures read of each answered or closed case (priority, first
+response, when resolved, who answered) on one narrow row, filled here and kept where a case is
+closed or its reply sent. The
 expression index `ix_mention_posted` (when posted, else stored; then id) reads the mentions of a
 window's partial hours, its negative mentions' text and its cases, and the CSV's rows;
 `ix_outbound_reply_sender` who sent the reply to each of its answered cases.
@@ -40,6 +43,20 @@ def upgrade() -> None:
         sa.Column("first_id", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(*KEY),
     )
+    op.create_table(
+        "case_timing",
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("mention_id", sa.Integer(), nullable=False),
+        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("priority", sa.String(length=2), nullable=False),
+        sa.Column("first_response_seconds", sa.Float(), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("agent", sa.String(length=128), nullable=True),
+        sa.PrimaryKeyConstraint("case_id"),
+    )
+    op.create_index(
+        "ix_case_timing_posted", "case_timing", ["posted_at", "mention_id"], unique=False
+    )
     op.create_index(
         "ix_mention_posted",
         "mention",
@@ -58,4 +75,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_outbound_reply_sender", table_name="outbound_reply")
     op.drop_index("ix_mention_posted", table_name="mention")
+    op.drop_index("ix_case_timing_posted", table_name="case_timing")
+    op.drop_table("case_timing")
     op.drop_table("report_hour")
