@@ -39,7 +39,7 @@ from triage.store import (
 )
 from triage.store.engine import upgrade
 from triage.store.queries import count_analysed, record_case_timings
-from triage.store.tables import CaseTiming, ReportHour
+from triage.store.tables import CaseTiming, ReportHour, ReportWord
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 SOURCES = ("x", "reddit", "trustpilot", "rss")
@@ -254,20 +254,22 @@ def test_the_figures_change_with_what_is_counted(seeded):
     )
 
 
-def _rollups(engine) -> tuple[set[tuple], set[tuple]]:
+def _rollups(engine) -> tuple[set[tuple], set[tuple], set[tuple]]:
     with session_scope(engine) as session:
         hours = {
             (r.hour, r.source, r.language, r.sentiment, r.category, r.n, r.first_at, r.first_id)
             for r in session.exec(select(ReportHour)).all()
         }
         timings = {tuple(t.model_dump().values()) for t in session.exec(select(CaseTiming)).all()}
-    return hours, timings
+        words = {(w.day, w.word, w.n) for w in session.exec(select(ReportWord)).all()}
+    return hours, timings, words
 
 
 def test_the_migration_fills_the_rollups_as_analysing_keeps_them(seeded):
     kept = _rollups(seeded)
-    hours, timings = kept
-    assert len(hours) > 300 and {row[4] for row in hours} > {""} and len(timings) > 100
+    hours, timings, words = kept
+    assert len(hours) > 300 and {row[4] for row in hours} > {""}
+    assert len(timings) > 100 and len(words) > 30
     _downgrade(seeded, "0006")
     assert "report_hour" not in sa.inspect(seeded).get_table_names()
     upgrade(seeded)

@@ -7,22 +7,17 @@ its answered cases, topics from its negative mentions; never every row, but for 
 
 from __future__ import annotations
 
-import functools
 import math
-import re
-import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
-import stopwordsiso
 from sqlmodel import Session
 
-from triage.config import FIRST_CLASS_LANGUAGES, SlaSettings
+from triage.config import SlaSettings
 from triage.drafts.learn import EDIT_CLASSES, draft_category, edit_class
 from triage.store import session_scope
 from triage.store.queries import (
@@ -36,18 +31,17 @@ from triage.store.queries import (
     negative_texts,
     rollup_tallies,
     sent_with_drafts,
+    word_counts,
 )
+from triage.store.tables import WORD_LENGTH
+from triage.words import topic_words
 
-STOPWORDS_FILE = Path(__file__).with_name("stopwords.toml")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 # A word is a topic when at least this many negative mentions, and this share of them, have it:
 # in a handful of mentions two make a topic, in thousands a word two customers used is chance.
 MIN_TOPIC_MENTIONS = 2
 MIN_TOPIC_SHARE = 0.03
-_WORD = re.compile(r"[^\W\d_][\w'’-]{2,}")
-_NOISE = re.compile(r"https?://\S+|@\w+|#\w+")
-# French (and Italian) elision: "l'appli", "qu'on" are "appli", "on".
-_ELISION = re.compile(r"^(?:qu|[cdjlmnst])'")
+TOPICS = 10  # shown
 HOUR = timedelta(hours=1)
 SENTIMENTS = ("negative", "neutral", "positive")
 
@@ -94,13 +88,6 @@ class Worded(Protocol):
     def language(self) -> str: ...
     @property
     def text(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class NegativeText:
-    mention_id: int
-    language: str
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,18 +203,10 @@ def compute(
         counts = _counts(session, since, until)
         previous = _counts(session, since - (until - since), since, detail=False)
         timings = case_timings(session, since=since, until=until)
-        negative = [
-            NegativeText(*found) for found in negative_texts(session, since=since, until=until)
-        ]
-    skip = frozenset(word.casefold().lstrip("@") for word in brand_words)
-    words = [_words(item) - skip for item in negative]
-    topics = _ranked_topics(words, len(negative))
-    example_ids = {
-        word: [
-            item.mention_id for item, found in zip(negative, words, strict=True) if word in found
-        ][:3]
-        for word, _ in topics[:5]
-    }
+        skip = frozenset(word.casefold().lstrip("@") for word in brand_words)
+        negative = counts.by("sentiment").get("negative", 0)
+        topics = _topics(session, since, until, negative, skip)
+        example_ids = _examples(session, since, until, [word for word, _ in topics[:5]])
     examples = _rows_by_id(engine, [i for ids in example_ids.values() for i in ids])
     sentiment = counts.by("sentiment")
     return Figures(
@@ -341,13 +320,68 @@ def _counts(session: Session, since: datetime, until: datetime, *, detail: bool 
     return counts
 
 
+def _topics(
+    session: Session, since: datetime, until: datetime, negatives: int, skip: frozenset[str]
+) -> list[tuple[str, int]]:
+    """top_topics of the window's `negatives` negative mentions: its whole days from the word
+    rollups, the days it covers only in part from the mentions' text."""
+    first = _ceil_day(since)
+    last = max(first, _floor_day(until))
+    edges: Counter[str] = Counter()
+    in_edges = 0
+    for low, high in [(since, first), (last, until)] if first < last else [(since, until)]:
+        for _id, language, text in (
+            negative_texts(session, since=low, until=high) if low < high else ()
+        ):
+            in_edges += 1
+            edges.update(w for w in topic_words(language, text) - skip if len(w) <= WORD_LENGTH)
+    floor = max(MIN_TOPIC_MENTIONS, math.ceil(MIN_TOPIC_SHARE * negatives))
+    counts = Counter(edges)
+    if first < last:
+        # A word short of the floor by more than the edges' mentions cannot reach it.
+        whole = word_counts(
+            session, since=first.date(), until=last.date(), at_least=max(1, floor - in_edges)
+        )
+        counts.update({word: n for word, n in whole if word not in skip})
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [(word, n) for word, n in ranked if n >= floor][:TOPICS]
+
+
+def _examples(
+    session: Session, since: datetime, until: datetime, words: Sequence[str]
+) -> dict[str, list[int]]:
+    """The first three negative mentions of the window with each word: read in order until
+    every word has its three."""
+    found: dict[str, list[int]] = {word: [] for word in words}
+    if not words:
+        return found
+    for mention_id, language, text in negative_texts(session, since=since, until=until):
+        have = topic_words(language, text)
+        for word, ids in found.items():
+            if word in have and len(ids) < 3:
+                ids.append(mention_id)
+        if all(len(ids) == 3 for ids in found.values()):
+            break
+    return found
+
+
 def _ceil_hour(moment: datetime) -> datetime:
     floor = _floor_hour(moment)
     return floor if floor == moment else floor + HOUR
 
 
 def _floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    # In UTC: the rollups' hours and days are UTC's.
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = _floor_day(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return _floor_hour(moment).replace(hour=0)
 
 
 def _rows_by_id(engine: sa.Engine, mention_ids: Sequence[int]) -> dict[int, Row]:
@@ -409,7 +443,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def top_topics(
-    rows: Sequence[Worded], limit: int = 10, skip: frozenset[str] = frozenset()
+    rows: Sequence[Worded], limit: int = TOPICS, skip: frozenset[str] = frozenset()
 ) -> list[tuple[str, int]]:
     """The words most negative mentions share (each mention counts a word once), stop words of
     its language out, each in at least MIN_TOPIC_MENTIONS mentions and MIN_TOPIC_SHARE of them."""
@@ -417,7 +451,7 @@ def top_topics(
 
 
 def _ranked_topics(
-    words: Iterable[set[str]], mentions: int, limit: int = 10
+    words: Iterable[set[str]], mentions: int, limit: int = TOPICS
 ) -> list[tuple[str, int]]:
     counts: Counter[str] = Counter()
     for found in words:
@@ -427,27 +461,8 @@ def _ranked_topics(
     return [(word, n) for word, n in ranked if n >= floor][:limit]
 
 
-@functools.cache
-def stopwords(language: str) -> frozenset[str]:
-    """Words that are no topic in a mention in `language`: the stopwords-iso lists of that
-    language and of English (customers mix English in), with stopwords.toml's care words added
-    and its kept words taken out. A language without a list gets every first-class language's."""
-    data = tomllib.loads(STOPWORDS_FILE.read_text(encoding="utf-8"))
-    languages = {language, "en"} if stopwordsiso.has_lang(language) else set(FIRST_CLASS_LANGUAGES)
-    words = set(stopwordsiso.stopwords(languages))
-    words.update(word for lang in languages for word in data["extra"].get(lang, ()))
-    words.difference_update(word for lang in languages for word in data["keep"].get(lang, ()))
-    return frozenset(word.casefold().replace("’", "'") for word in words)
-
-
 def _words(row: Worded) -> set[str]:
-    stop = stopwords(row.language)
-    words = set()
-    for token in _WORD.findall(_NOISE.sub(" ", row.text.casefold().replace("’", "'"))):
-        word = _ELISION.sub("", token).strip("'-")
-        if len(word) >= 3 and word not in stop and word.replace("'", "") not in stop:
-            words.add(word)
-    return words
+    return topic_words(row.language, row.text)
 
 
 def _row(found: ReportRow) -> Row:

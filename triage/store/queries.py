@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -19,6 +19,7 @@ from triage.domain import NewMention
 from triage.store.clean import storable_mentions
 from triage.store.tables import (
     OPEN_STATUSES,
+    WORD_LENGTH,
     Analysis,
     AuditEvent,
     Case,
@@ -31,10 +32,12 @@ from triage.store.tables import (
     OutboxStatus,
     ReplyStatus,
     ReportHour,
+    ReportWord,
     SlackMessage,
     UTCDateTime,
     in_inline,
 )
+from triage.words import topic_words
 
 PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
 
@@ -680,15 +683,65 @@ def count_analysed(session: Session, *, mention_ids: Sequence[int]) -> None:
     for start in range(0, len(mention_ids), 500):
         chunk = list(mention_ids[start : start + 500])
         session.execute(sa.text(statement).bindparams(sa.bindparam("ids", chunk, expanding=True)))
+        negative = _negative_words(col(Analysis.mention_id).in_(chunk))
+        _add_words(session.connection(), Counter(_word_days(session.execute(negative))))
 
 
 def rebuild_rollups(connection: sa.Connection) -> None:
-    """Count every stored analysis into report_hour, and every closed case into case_timing,
-    afresh (migration 0007, bench/scale.py)."""
+    """Count every stored analysis into report_hour and report_word, and every closed case into
+    case_timing, afresh (migration 0007, bench/scale.py)."""
     connection.execute(sa.delete(ReportHour))
     connection.execute(sa.text(_rollup_sql(connection.dialect.name, "true")))
+    connection.execute(sa.delete(ReportWord))
+    negative = _negative_words(sa.true()).execution_options(yield_per=5000)
+    _add_words(connection, Counter(_word_days(connection.execute(negative))))
     connection.execute(sa.delete(CaseTiming))
     connection.execute(sa.text(_timing_sql("true")))
+
+
+def _negative_words(which: Any) -> Any:
+    """When posted, language and text of the negative mentions among `which`."""
+    return (
+        select(_posted(), Analysis.language, Mention.text)
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(which, Analysis.sentiment == "negative")
+    )
+
+
+def _word_days(rows: Any) -> Iterator[tuple[date, str]]:
+    """(day posted, word) of each topic word of each mention (report_word's key)."""
+    for posted, language, text in rows:
+        for word in topic_words(language, text):
+            if len(word) <= WORD_LENGTH:
+                yield _aware(posted).date(), word
+
+
+def _add_words(connection: sa.Connection, counts: Mapping[tuple[date, str], int]) -> None:
+    rows = [{"day": day, "word": word, "n": n} for (day, word), n in counts.items()]
+    table = ReportWord.__table__
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), 1000):
+        statement = insert(table).values(rows[start : start + 1000])
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["day", "word"], set_={"n": table.c.n + statement.excluded.n}
+            )
+        )
+
+
+def word_counts(
+    session: Session, *, since: date, until: date, at_least: int
+) -> list[tuple[str, int]]:
+    """(word, negative mentions) of the days in [since, until), of the words in at least
+    `at_least` of them."""
+    total = sa.func.sum(ReportWord.n)
+    statement = (
+        select(ReportWord.word, total)
+        .where(col(ReportWord.day) >= since, col(ReportWord.day) < until)
+        .group_by(ReportWord.word)
+        .having(total >= at_least)
+    )
+    return [(word, int(n)) for word, n in session.execute(statement)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,16 +908,16 @@ def _parsed(value: str | datetime | None) -> datetime | None:
 
 def negative_texts(
     session: Session, *, since: datetime, until: datetime
-) -> list[tuple[int, str, str]]:
+) -> Iterator[tuple[int, str, str]]:
     """(mention id, language, text) of the negative mentions posted in [since, until), oldest
-    first: what the report's topics are made of."""
+    first, streamed: the report's examples of its topics, and its partial days' topics."""
     statement = (
         select(col(Mention.id), Analysis.language, Mention.text)
         .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
         .where(_posted_between(since, until), Analysis.sentiment == "negative")
         .order_by(_posted(), col(Mention.id))
     )
-    return [(mid, language, text) for mid, language, text in session.exec(statement)]
+    yield from session.execute(statement.execution_options(yield_per=500))  # type: ignore[misc]
 
 
 def hourly_volume(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +65,9 @@ def in_inline(column: Any, values: tuple[str, ...]) -> Any:
         sa.bindparam("values", list(values), expanding=True, literal_execute=True, unique=True)
     )
 
+
+# Longer "words" (a run of letters with no space) are never counted as topics.
+WORD_LENGTH = 100
 
 # The conditions of the partial indexes (on both databases: each keeps a few recent rows).
 _UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
@@ -158,6 +161,17 @@ class ReportHour(SQLModel, table=True):
     # report's rankings go to what came first, as when every row was read).
     first_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     first_id: int
+
+
+class ReportWord(SQLModel, table=True):
+    """How many negative mentions posted on a day (UTC) have a word among their topic words
+    (triage/words.py); kept with each analysis, like report_hour."""
+
+    __tablename__ = "report_word"
+
+    day: date = Field(primary_key=True)
+    word: str = Field(max_length=WORD_LENGTH, primary_key=True)
+    n: int = 0
 
 
 class CaseTiming(SQLModel, table=True):

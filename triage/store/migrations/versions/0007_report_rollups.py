@@ -2,7 +2,9 @@
 
 `report_hour` counts the analysed mentions per hour they were posted (UTC), source, language,
 sentiment and complaint category ('' counts mentions); it is filled here from the analyses
-already stored, and kept from now on in the transaction that stores each analysis.
+already stored, and kept from now on in the transaction that stores each analysis, as is
+`report_word` (per day, how many negative mentions have each topic word: the report's topics,
+filled here in Python, as no SQL splits words the way triage/words.py does).
 `case_timing` holds what the care figures read of each answered or closed case (priority, first
 response, when resolved, who answered) on one narrow row, filled here and kept where a case is
 closed or its reply sent. The
@@ -44,6 +46,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(*KEY),
     )
     op.create_table(
+        "report_word",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("word", sa.String(length=100), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "word"),
+    )
+    op.create_table(
         "case_timing",
         sa.Column("case_id", sa.Integer(), nullable=False),
         sa.Column("mention_id", sa.Integer(), nullable=False),
@@ -77,4 +86,5 @@ def downgrade() -> None:
     op.drop_index("ix_mention_posted", table_name="mention")
     op.drop_index("ix_case_timing_posted", table_name="case_timing")
     op.drop_table("case_timing")
+    op.drop_table("report_word")
     op.drop_table("report_hour")
