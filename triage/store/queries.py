@@ -696,7 +696,7 @@ def rebuild_rollups(connection: sa.Connection) -> None:
     negative = _negative_words(sa.true()).execution_options(yield_per=5000)
     _add_words(connection, Counter(_word_days(connection.execute(negative))))
     connection.execute(sa.delete(CaseTiming))
-    connection.execute(sa.text(_timing_sql("true")))
+    connection.execute(sa.text(_timing_sql(connection.dialect.name, "true")))
 
 
 def _negative_words(which: Any) -> Any:
@@ -824,19 +824,32 @@ def counted_between(session: Session, *, since: datetime, until: datetime) -> li
     ]
 
 
-def _timing_sql(where: str) -> str:
+def _timing_sql(dialect: str, where: str) -> str:
     """INSERT ... SELECT of the case_timing rows of the closed cases matching `where` (SQL on
     `care_case`), replacing what case_timing holds for them."""
+    posted = "coalesce(mention.created_at, mention.fetched_at)"
+    resolved = "coalesce(care_case.replied_at, care_case.dismissed_at)"
+    if dialect == "sqlite":
+        # Whole microseconds of UTCDateTime's text form, so the seconds are what Python's
+        # timedelta.total_seconds() gives: microseconds / 10**6, rounded once.
+        def micros(t: str) -> str:
+            seconds = f"CAST(strftime('%s', {t}) AS INTEGER)"
+            return f"({seconds} * 1000000 + CAST(substr({t}, 21, 6) AS INTEGER))"
+
+        resolution = f"({micros(resolved)} - {micros(posted)}) / 1000000.0"
+    elif dialect == "postgresql":
+        resolution = f"CAST(extract(epoch FROM {resolved} - {posted}) AS double precision)"
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
     sender = (
         "(SELECT min(outbound_reply.requested_by) FROM outbound_reply"
         " WHERE outbound_reply.mention_id = mention.id AND outbound_reply.status = 'sent')"
     )
-    columns = "mention_id, posted_at, priority, first_response_seconds, resolved_at, agent"
+    columns = "mention_id, posted_at, priority, first_response_seconds, resolution_seconds, agent"
     return f"""
         INSERT INTO case_timing (case_id, {columns})
-        SELECT care_case.id, mention.id, coalesce(mention.created_at, mention.fetched_at),
-            analysis.priority, care_case.first_response_seconds,
-            coalesce(care_case.replied_at, care_case.dismissed_at),
+        SELECT care_case.id, mention.id, {posted}, analysis.priority,
+            care_case.first_response_seconds, {resolution},
             coalesce(nullif({sender}, ''),
                 CASE WHEN care_case.replied_at IS NOT NULL THEN care_case.assignee END)
         FROM care_case
@@ -854,7 +867,7 @@ def record_case_timings(session: Session, *, case_ids: Sequence[int]) -> None:
     their reply (flushed first): who answered, when, how fast."""
     session.flush()
     session.execute(
-        sa.text(_timing_sql("care_case.id IN :ids")).bindparams(
+        sa.text(_timing_sql(session.get_bind().dialect.name, "care_case.id IN :ids")).bindparams(
             sa.bindparam("ids", list(case_ids), expanding=True)
         )
     )
@@ -877,33 +890,13 @@ def case_timings(session: Session, *, since: datetime, until: datetime) -> list[
         select(
             CaseTiming.priority,
             CaseTiming.first_response_seconds,
-            _raw_time(col(CaseTiming.resolved_at)),
-            _raw_time(col(CaseTiming.posted_at)),
+            CaseTiming.resolution_seconds,
             CaseTiming.agent,
         )
         .where(col(CaseTiming.posted_at) >= since, col(CaseTiming.posted_at) < until)
         .order_by(col(CaseTiming.posted_at), col(CaseTiming.mention_id))
     )
-    return [
-        Timing(
-            priority,
-            first,
-            (_parsed(resolved) - _parsed(posted)).total_seconds() if resolved else None,  # type: ignore[operator]
-            agent,
-        )
-        for priority, first, resolved, posted, agent in session.execute(statement)
-    ]
-
-
-def _raw_time(expression: Any) -> Any:
-    """A time column as the driver returns it (SQLite: text), parsed by `_parsed`: a month of
-    cases is read faster than through the column type."""
-    return sa.type_coerce(expression, sa.String)
-
-
-def _parsed(value: str | datetime | None) -> datetime | None:
-    """A time read by `_raw_time`, in UTC (naive on SQLite, aware on PostgreSQL)."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+    return [Timing(*found) for found in session.execute(statement)]
 
 
 def negative_texts(

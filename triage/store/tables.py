@@ -187,7 +187,7 @@ class CaseTiming(SQLModel, table=True):
     posted_at: datetime = Field(sa_type=UTCDateTime, nullable=False)  # the mention's
     priority: str = Field(max_length=2)
     first_response_seconds: float | None = None
-    resolved_at: datetime | None = _time()  # replied, else dismissed
+    resolution_seconds: float | None = None  # from the post to the reply, else the dismissal
     # who answered: the first sender of a reply in name order, else the assignee of a case
     # marked replied
     agent: str | None = Field(default=None, max_length=128)

@@ -6,7 +6,7 @@ already stored, and kept from now on in the transaction that stores each analysi
 `report_word` (per day, how many negative mentions have each topic word: the report's topics,
 filled here in Python, as no SQL splits words the way triage/words.py does).
 `case_timing` holds what the care figures read of each answered or closed case (priority, first
-response, when resolved, who answered) on one narrow row, filled here and kept where a case is
+response, time to resolution, who answered) on one narrow row, filled here and kept where a case is
 closed or its reply sent. The
 expression index `ix_mention_posted` (when posted, else stored; then id) reads the mentions of a
 window's partial hours, its negative mentions' text and its cases, and the CSV's rows;
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("priority", sa.String(length=2), nullable=False),
         sa.Column("first_response_seconds", sa.Float(), nullable=True),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolution_seconds", sa.Float(), nullable=True),
         sa.Column("agent", sa.String(length=128), nullable=True),
         sa.PrimaryKeyConstraint("case_id"),
     )
