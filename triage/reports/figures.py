@@ -7,6 +7,7 @@ its answered cases, topics from its negative mentions; never every row, but for 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -122,11 +123,12 @@ def draft_quality(engine: sa.Engine, since: datetime, until: datetime) -> DraftQ
     total: Counter[str] = Counter()
     by_language: dict[str, Counter[str]] = defaultdict(Counter)
     by_category: dict[str, Counter[str]] = defaultdict(Counter)
+    category = functools.cache(draft_category)  # a few generators, a month of replies
     for language, generator, draft, text in sent:
         edit = edit_class(draft, text)
         total[edit] += 1
         by_language[language][edit] += 1
-        by_category[draft_category(generator)][edit] += 1
+        by_category[category(generator)][edit] += 1
 
     def table(counts: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
         ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))

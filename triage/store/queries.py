@@ -525,14 +525,14 @@ def _analyzed(session: Session, which: Any) -> Iterator[ReportRow]:
 def sent_with_drafts(
     session: Session, *, since: datetime, until: datetime
 ) -> list[tuple[str, str, str, str]]:
-    """Replies sent in [since, until), each as (language, draft generator, draft, sent text)."""
+    """Replies sent in [since, until), each as (language, draft generator, draft, sent text), in
+    no particular order (the report counts them)."""
     rows = session.exec(
         select(Analysis.language, Draft.generator, Draft.text, OutboundReply.text)
         .join(Draft, Draft.mention_id == OutboundReply.mention_id)
         .join(Analysis, Analysis.mention_id == OutboundReply.mention_id)
         .where(OutboundReply.status == ReplyStatus.SENT)
         .where(col(OutboundReply.sent_at) >= since, col(OutboundReply.sent_at) < until)
-        .order_by(col(OutboundReply.id))
     ).all()
     return [(language, generator, draft, sent) for language, generator, draft, sent in rows]
 
