@@ -47,26 +47,8 @@ HOUR = timedelta(hours=1)
 SENTIMENTS = ("negative", "neutral", "positive")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One analysed mention as the report (and its CSV) sees it."""
-
-    mention_id: int
-    created_at: datetime  # when it was posted, else when triage stored it
-    source: str
-    platform: str
-    language: str
-    sentiment: str
-    kind: str
-    priority: str
-    urgency: int
-    intents: tuple[str, ...]
-    text: str
-    url: str | None
-    status: str | None
-    first_response_seconds: float | None
-    resolution_seconds: float | None
-    agent: str | None
+# One analysed mention as the report (and its CSV) sees it: the store reads it.
+Row = ReportRow
 
 
 class Timed(Protocol):
@@ -181,8 +163,7 @@ def load_rows(engine: sa.Engine, since: datetime, until: datetime) -> list[Row]:
 def iter_rows(engine: sa.Engine, since: datetime, until: datetime) -> Iterator[Row]:
     """load_rows, streamed: the CSV writes each row as it is read."""
     with session_scope(engine) as session:
-        for found in analyzed_between(session, since=since, until=until):
-            yield _row(found)
+        yield from analyzed_between(session, since=since, until=until)
 
 
 def compute(
@@ -392,8 +373,7 @@ def _rows_by_id(engine: sa.Engine, mention_ids: Sequence[int]) -> dict[int, Row]
         return {}
     with session_scope(engine) as session:
         return {
-            found.mention_id: _row(found)
-            for found in analyzed_by_id(session, mention_ids=mention_ids)
+            found.mention_id: found for found in analyzed_by_id(session, mention_ids=mention_ids)
         }
 
 
@@ -465,26 +445,3 @@ def _ranked_topics(
 
 def _words(row: Worded) -> set[str]:
     return topic_words(row.language, row.text)
-
-
-def _row(found: ReportRow) -> Row:
-    resolved_at = found.replied_at or found.dismissed_at
-    created = found.posted
-    return Row(
-        mention_id=found.mention_id,
-        created_at=created,
-        source=found.source,
-        platform=found.platform,
-        language=found.language,
-        sentiment=found.sentiment,
-        kind=found.kind,
-        priority=found.priority,
-        urgency=found.urgency,
-        intents=found.intents,
-        text=found.text,
-        url=found.url,
-        status=found.status,
-        first_response_seconds=found.first_response_seconds,
-        resolution_seconds=(resolved_at - created).total_seconds() if resolved_at else None,
-        agent=found.sender or (found.assignee if found.replied_at else None),
-    )

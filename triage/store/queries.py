@@ -452,10 +452,10 @@ def _sender() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
-    """An analysed mention with its case's progress, as reports read it (no payload)."""
+    """One analysed mention as the report (and its CSV) sees it: no payload."""
 
     mention_id: int
-    posted: datetime
+    created_at: datetime  # when it was posted, else when triage stored it
     source: str
     platform: str
     language: str
@@ -468,10 +468,8 @@ class ReportRow:
     url: str | None
     status: str | None
     first_response_seconds: float | None
-    replied_at: datetime | None
-    dismissed_at: datetime | None
-    assignee: str | None
-    sender: str | None  # who sent the reply: the first sender in name order, if any
+    resolution_seconds: float | None  # from the post to the reply, else the dismissal
+    agent: str | None  # who sent the reply, else the assignee of a case marked replied
 
 
 def analyzed_between(session: Session, *, since: datetime, until: datetime) -> Iterator[ReportRow]:
@@ -517,9 +515,18 @@ def _analyzed(session: Session, which: Any) -> Iterator[ReportRow]:
         .order_by(_posted(), col(Mention.id))
     )
     for found in session.execute(statement.execution_options(yield_per=1000)):
-        values = list(found)
-        values[9] = tuple(values[9] or ())
-        yield ReportRow(*values)
+        *columns, intents, text, url, status, first, replied, dismissed, assignee, sender = found
+        resolved = replied or dismissed
+        yield ReportRow(
+            *columns,
+            intents=tuple(intents or ()),
+            text=text,
+            url=url,
+            status=status,
+            first_response_seconds=first,
+            resolution_seconds=(resolved - columns[1]).total_seconds() if resolved else None,
+            agent=sender or (assignee if replied else None),
+        )
 
 
 def sent_with_drafts(
