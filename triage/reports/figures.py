@@ -175,10 +175,10 @@ def compute(
 ) -> Figures:
     """Every figure of the report for [since, until), compared with the window before.
 
-    Counts come from the hourly rollups and, for the hours the window covers only in part, from
-    the mentions themselves; care timings from the cases' narrow columns, topics from the
-    negative mentions' text. `brand_words` (the brand's name and keywords) stay out of the
-    topics: every mention has them.
+    Counts come from the hourly rollups (topics: the daily word counts) and, for the hours (days)
+    the window covers only in part, from the mentions themselves; care timings from one narrow
+    row per closed case. `brand_words` (the brand's name and keywords) stay out of the topics:
+    every mention has them.
     """
     if until <= since:
         raise ValueError(f"the report window is empty: {since:%Y-%m-%d} .. {until:%Y-%m-%d}")
