@@ -1,16 +1,14 @@
 """scale: reports and spike checks read rollups, not every mention of their window (issue 16)
 
 `report_hour` counts the analysed mentions per hour they were posted (UTC), source, language,
-sentiment and complaint category ('' counts mentions); it is filled here from the analyses
-already stored, and kept from now on in the transaction that stores each analysis, as is
-`report_word` (per day, how many negative mentions have each topic word: the report's topics,
-filled here in Python, as no SQL splits words the way triage/words.py does).
-`case_timing` holds what the care figures read of each answered or closed case (priority, first
-response, time to resolution, who answered) on one narrow row, filled here and kept where a case is
-closed or its reply sent. The
-expression index `ix_mention_posted` (when posted, else stored; then id) reads the mentions of a
-window's partial hours, its negative mentions' text and its cases, and the CSV's rows;
-`ix_outbound_reply_sender` who sent the reply to each of its answered cases.
+sentiment and complaint category ('' counts mentions); `report_word` counts, per day, the
+negative mentions that have each topic word (in Python: no SQL splits words the way
+triage/words.py does); `case_timing` holds, on one narrow row per answered or closed case, what
+the care figures read. All three are filled here from what is stored, with the statements that
+keep them from now on (queries.rebuild_rollups: as each analysis is stored, as each case is
+closed or its reply sent). The expression index `ix_mention_posted` (when posted, else stored;
+then id) reads a window's partial hours and days and the CSV's rows; `ix_outbound_reply_sender`
+who sent the reply to each answered case.
 
 Revision ID: 0007
 Revises: 0006
