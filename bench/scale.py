@@ -64,6 +64,7 @@ from triage.store import (  # noqa: E402
     session_scope,
     upgrade,
 )
+from triage.store.queries import rebuild_rollups  # noqa: E402
 from triage.store.tables import UTCDateTime  # noqa: E402
 
 CARE = "C0CARE0001"
@@ -695,6 +696,8 @@ def seed(engine: sa.Engine, size: int) -> float:
         print(f"  seeded {done:,} mentions ({time.perf_counter() - started:.0f} s)", flush=True)
     writer.write("audit_event", seeder.spike_events())
     writer.write("connector_state", seeder.states())
+    with engine.begin() as connection:
+        rebuild_rollups(connection)  # what the pipeline keeps as it analyses
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             for table in ORDER:

@@ -41,7 +41,7 @@ from triage.store import (
     ReplyStatus,
     session_scope,
 )
-from triage.store.queries import audit
+from triage.store.queries import audit, record_case_timings
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ class Replies:
             _close_case(case, mention, text=text, url=url, at=now)
             session.add(case)
             session.flush()
+            record_case_timings(session, case_ids=[case.id])
             audit(
                 session,
                 actor=actor,
@@ -298,6 +299,9 @@ class Replies:
             if case is not None and case.status in OPEN_STATUSES:
                 _close_case(case, mention, text=row.text, url=sent.url, at=now)
                 session.add(case)
+            if case is not None:
+                # Closed now, or closed before and answered now: who answered may change.
+                record_case_timings(session, case_ids=[case.id])
             audit(
                 session,
                 actor=actor,
@@ -378,6 +382,7 @@ class CaseActions:
             case.dismiss_reason = why.value
             case.dismissed_at = utcnow()
             session.add(case)
+            record_case_timings(session, case_ids=[case_id])
             audit(session, actor=actor, action="dismiss", case_id=case_id, after=why.value)
             return _detached(session, case)
 

@@ -35,6 +35,7 @@ from triage.http import AuthError, ConnectorError
 from triage.store import Analysis, Case, Draft, Mention, OutboundReply, session_scope
 from triage.store.queries import (
     cases_without_draft,
+    count_analysed,
     count_recent_by_author,
     get_state,
     prune_raw,
@@ -227,6 +228,9 @@ class Pipeline:
                 if urgency.kind not in ("info", "spam"):
                     session.add(Case(mention_id=mention.id))
                     cases += 1
+            session.flush()
+            # Counted for reports and spike checks in the transaction that stores them.
+            count_analysed(session, mention_ids=[mention.id for mention in mentions])
             return len(mentions), cases
 
     def _analysis_input(self, session: Session, mention: Mention) -> AnalysisInput:

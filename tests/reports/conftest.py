@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from triage.store import Analysis, Case, CaseStatus, Mention, OutboundReply, session_scope
+from triage.store.queries import count_analysed, record_case_timings
 from triage.store.tables import ReplyStatus
 
 DAY1 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -46,6 +47,8 @@ def _add(engine, n, at, *, source="x", lang="en", sentiment="negative", kind="co
                 model_version="test",
             )
         )  # fmt: skip
+        session.flush()
+        count_analysed(session, mention_ids=[mention.id])  # as the pipeline stores analyses
         case = Case(mention_id=mention.id, status=CaseStatus.POSTED)
         if reply_after is not None:
             case.status, case.replied_at = CaseStatus.REPLIED, at + timedelta(seconds=reply_after)
@@ -60,6 +63,8 @@ def _add(engine, n, at, *, source="x", lang="en", sentiment="negative", kind="co
             case.status = CaseStatus.DISMISSED
             case.dismissed_at = at + timedelta(seconds=dismiss_after)
         session.add(case)
+        session.flush()
+        record_case_timings(session, case_ids=[case.id])  # as act.py closes cases
 
 
 @pytest.fixture

@@ -184,7 +184,7 @@ def test_migration_0006_flags_the_cases_already_pinged_and_goes_back(db_url):
                 {"at": at},
             )
 
-        upgrade(engine)
+        upgrade(engine, "0006")
         assert current_revision(engine) == "0006"
         with session_scope(engine) as session:
             assert dict(session.exec(select(Case.id, Case.sla_breached)).all()) == {
@@ -201,7 +201,7 @@ def test_migration_0006_flags_the_cases_already_pinged_and_goes_back(db_url):
         }
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM care_case")).scalar() == 2
-        upgrade(engine)
+        upgrade(engine, "0006")
         assert current_revision(engine) == "0006"
     finally:
         engine.dispose()

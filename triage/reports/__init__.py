@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from triage.config import Settings
 from triage.reports.charts import render_all
-from triage.reports.export import summary, to_csv, to_html
+from triage.reports.export import summary, to_html, write_csv
 from triage.reports.figures import Figures, compute
 
 __all__ = ["Report", "build_report"]
@@ -37,7 +37,9 @@ class Report:
             out.write_text(self.html(), "utf-8")
             return [out]
         if format == "csv":
-            out.write_text(to_csv(self.figures), "utf-8", newline="")
+            # The only output with every row: they are read from the store now, as written.
+            with out.open("w", encoding="utf-8", newline="") as file:
+                write_csv(self.figures, file)
             return [out]
         if format == "png":
             out.mkdir(parents=True, exist_ok=True)

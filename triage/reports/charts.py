@@ -89,8 +89,8 @@ def bars(values: dict[str, int], title: str, colour: str, limit: int = 12) -> by
 def first_response(figures: Figures, sla: SlaSettings) -> bytes:
     """First-response times (minutes) per priority, with each priority's SLA target."""
     fig, ax = _figure()
-    replied = [(r.priority, r.first_response_seconds) for r in figures.rows]
-    data = [[s / 60 for p, s in replied if p == band and s is not None] for band in PRIORITIES]
+    times = figures.care.first_responses
+    data = [[s / 60 for s in times.get(band, [])] for band in PRIORITIES]
     if any(data):
         ax.boxplot(
             [d or [0.0] for d in data],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
-import io
+from typing import TextIO
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -84,17 +84,16 @@ def to_html(figures: Figures, charts: dict[str, bytes], *, brand: str) -> str:
     )
 
 
-def to_csv(figures: Figures) -> str:
-    """One row per mention of the period, the numbers behind every chart."""
-    out = io.StringIO()
+def write_csv(figures: Figures, out: TextIO) -> None:
+    """One row per mention of the period, the numbers behind every chart, written to `out` as
+    the store streams them."""
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
-    for row in figures.rows:
+    for row in figures.iter_rows():
         values = dataclasses.asdict(row)
         values["intents"] = " ".join(row.intents)
         values["created_at"] = row.created_at.isoformat()
         writer.writerow([spreadsheet_safe(values[name]) for name in CSV_FIELDS])
-    return out.getvalue()
 
 
 def spreadsheet_safe(value: object) -> object:

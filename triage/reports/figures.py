@@ -1,62 +1,76 @@
 """The numbers behind a sentiment report: volume, net sentiment, topics, care metrics.
 
-Computed from the store for a window [since, until) and the window of the same length before it.
+Computed from the store for a window [since, until) and the window of the same length before it:
+counts from the hourly rollups (report_hour) and the window's partial hours, care timings from
+its answered cases, topics from its negative mentions; never every row, but for the CSV.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
-import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
-import stopwordsiso
+from sqlmodel import Session
 
-from models.labels import PROBLEMS
-from models.urgency import CUE_LABELS
-from triage.config import FIRST_CLASS_LANGUAGES, SlaSettings
+from triage.config import SlaSettings
 from triage.drafts.learn import EDIT_CLASSES, draft_category, edit_class
 from triage.store import session_scope
-from triage.store.queries import analyzed_between, sent_with_drafts
+from triage.store.queries import (
+    Counted,
+    ReportRow,
+    analyzed_between,
+    analyzed_by_id,
+    case_timings,
+    complaint_category,
+    counted_between,
+    negative_texts,
+    rollup_tallies,
+    sent_with_drafts,
+    word_counts,
+)
+from triage.store.tables import WORD_LENGTH
+from triage.words import topic_words
 
-STOPWORDS_FILE = Path(__file__).with_name("stopwords.toml")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 # A word is a topic when at least this many negative mentions, and this share of them, have it:
 # in a handful of mentions two make a topic, in thousands a word two customers used is chance.
 MIN_TOPIC_MENTIONS = 2
 MIN_TOPIC_SHARE = 0.03
-_WORD = re.compile(r"[^\W\d_][\w'’-]{2,}")
-_NOISE = re.compile(r"https?://\S+|@\w+|#\w+")
-# French (and Italian) elision: "l'appli", "qu'on" are "appli", "on".
-_ELISION = re.compile(r"^(?:qu|[cdjlmnst])'")
+TOPICS = 10  # shown
+HOUR = timedelta(hours=1)
+SENTIMENTS = ("negative", "neutral", "positive")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One analysed mention as the report (and its CSV) sees it."""
+# One analysed mention as the report (and its CSV) sees it: the store reads it.
+Row = ReportRow
 
-    mention_id: int
-    created_at: datetime  # when it was posted, else when triage stored it
-    source: str
-    platform: str
-    language: str
-    sentiment: str
-    kind: str
-    priority: str
-    urgency: int
-    intents: tuple[str, ...]
-    text: str
-    url: str | None
-    status: str | None
-    first_response_seconds: float | None
-    resolution_seconds: float | None
-    agent: str | None
+
+class Timed(Protocol):
+    """A case as the care figures see it (a report Row, or the store's Timing)."""
+
+    @property
+    def priority(self) -> str: ...
+    @property
+    def first_response_seconds(self) -> float | None: ...
+    @property
+    def resolution_seconds(self) -> float | None: ...
+    @property
+    def agent(self) -> str | None: ...
+
+
+class Worded(Protocol):
+    """A mention as the topics see it."""
+
+    @property
+    def language(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,8 @@ class CareFigures:
     resolution_median: float | None
     # replies, median first response, median resolution (seconds), per agent
     by_agent: dict[str, tuple[int, float | None, float | None]]
+    # every first response (seconds) per priority: the first-response chart
+    first_responses: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +105,12 @@ def draft_quality(engine: sa.Engine, since: datetime, until: datetime) -> DraftQ
     total: Counter[str] = Counter()
     by_language: dict[str, Counter[str]] = defaultdict(Counter)
     by_category: dict[str, Counter[str]] = defaultdict(Counter)
+    category = functools.cache(draft_category)  # a few generators, a month of replies
     for language, generator, draft, text in sent:
         edit = edit_class(draft, text)
         total[edit] += 1
         by_language[language][edit] += 1
-        by_category[draft_category(generator)][edit] += 1
+        by_category[category(generator)][edit] += 1
 
     def table(counts: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
         ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
@@ -123,14 +140,30 @@ class Figures:
     care: CareFigures
     drafts: DraftQuality = field(default_factory=lambda: DraftQuality({}, {}, {}))
     examples: dict[str, list[Row]] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
+    # Where the rows behind the figures are read from, only when asked for (the CSV).
+    engine: sa.Engine | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every analysed mention of the window (read from the store on each call)."""
+        return list(self.iter_rows())
+
+    def iter_rows(self) -> Iterator[Row]:
+        """Every analysed mention of the window, oldest first, streamed from the store."""
+        if self.engine is None:
+            return iter(())
+        return iter_rows(self.engine, self.since, self.until)
 
 
 def load_rows(engine: sa.Engine, since: datetime, until: datetime) -> list[Row]:
     """The analysed mentions posted in [since, until) (stored then, if the source gave no time)."""
+    return list(iter_rows(engine, since, until))
+
+
+def iter_rows(engine: sa.Engine, since: datetime, until: datetime) -> Iterator[Row]:
+    """load_rows, streamed: the CSV writes each row as it is read."""
     with session_scope(engine) as session:
-        found = analyzed_between(session, since=since, until=until)
-        return [_row(mention, analysis, case, agent) for mention, analysis, case, agent in found]
+        yield from analyzed_between(session, since=since, until=until)
 
 
 def compute(
@@ -142,78 +175,209 @@ def compute(
 ) -> Figures:
     """Every figure of the report for [since, until), compared with the window before.
 
-    `brand_words` (the brand's name and keywords) stay out of the topics: every mention has them.
+    Counts come from the hourly rollups (topics: the daily word counts) and, for the hours (days)
+    the window covers only in part, from the mentions themselves; care timings from one narrow
+    row per closed case. `brand_words` (the brand's name and keywords) stay out of the topics:
+    every mention has them.
     """
     if until <= since:
         raise ValueError(f"the report window is empty: {since:%Y-%m-%d} .. {until:%Y-%m-%d}")
-    rows = load_rows(engine, since, until)
-    previous = load_rows(engine, since - (until - since), since)
-    sentiment = Counter(row.sentiment for row in rows)
-    complaints = [row for row in rows if row.kind == "complaint"]
-    negative = [row for row in rows if row.sentiment == "negative"]
-    skip = frozenset(word.casefold().lstrip("@") for word in brand_words)
-    topics = top_topics(negative, skip=skip)
+    with session_scope(engine) as session:
+        counts = _counts(session, since, until)
+        previous = _counts(session, since - (until - since), since, detail=False)
+        timings = case_timings(session, since=since, until=until)
+        skip = frozenset(word.casefold().lstrip("@") for word in brand_words)
+        negative = counts.by("sentiment").get("negative", 0)
+        topics = _topics(session, since, until, negative, skip)
+        example_ids = _examples(session, since, until, [word for word, _ in topics[:5]])
+    examples = _rows_by_id(engine, [i for ids in example_ids.values() for i in ids])
+    sentiment = counts.by("sentiment")
     return Figures(
         since=since,
         until=until,
-        volume=len(rows),
-        sentiment={label: sentiment.get(label, 0) for label in ("negative", "neutral", "positive")},
-        net_sentiment=net_sentiment(rows),
-        previous_volume=len(previous),
-        previous_net_sentiment=net_sentiment(previous),
-        by_source=dict(Counter(row.source for row in rows).most_common()),
-        by_language=dict(Counter(row.language for row in rows).most_common()),
-        complaint_categories=dict(
-            Counter(
-                category
-                for row in complaints
-                for category in dict.fromkeys(map(complaint_category, row.intents))
-                if category
-            ).most_common()
-        ),
+        volume=counts.volume,
+        sentiment={label: sentiment.get(label, 0) for label in SENTIMENTS},
+        net_sentiment=counts.net_sentiment(),
+        previous_volume=previous.volume,
+        previous_net_sentiment=previous.net_sentiment(),
+        by_source=counts.by("source"),
+        by_language=counts.by("language"),
+        complaint_categories=counts.by("category", complaints=True),
         negative_topics=topics,
-        daily=daily_sentiment(rows, since, until),
-        care=care_figures(rows, sla),
+        daily=counts.daily_sentiment(since, until),
+        care=care_figures(timings, sla),
         drafts=draft_quality(engine, since, until),
-        examples={word: [r for r in negative if word in _words(r)][:3] for word, _ in topics[:5]},
-        rows=rows,
+        examples={word: [examples[i] for i in ids] for word, ids in example_ids.items()},
+        engine=engine,
     )
 
 
-def complaint_category(intent: str) -> str | None:
-    """The problem label (models/labels.py) a stored intent names, else None: questions, praise,
-    feedback, spam, the modifiers (vulnerable, repeat contact) and the cue signals older analyses
-    stored (anger, sarcasm, waiting) are no complaint category."""
-    label = CUE_LABELS.get(intent, intent)
-    return label if label in PROBLEMS else None
+# (source, language, sentiment, category): category '' counts mentions, a category complaints
+_Key = tuple[str, str, str, str]
+_FIELDS = ("source", "language", "sentiment", "category")
 
 
-def net_sentiment(rows: Sequence[Row]) -> float | None:
-    """Share positive minus share negative, in percentage points; None without mentions."""
-    if not rows:
-        return None
-    positive = sum(row.sentiment == "positive" for row in rows)
-    negative = sum(row.sentiment == "negative" for row in rows)
-    return 100.0 * (positive - negative) / len(rows)
+@dataclass
+class _Counts:
+    """A window's counts: per key, the count and the earliest (posted, id) counted; per day and
+    sentiment, the mentions."""
+
+    cells: dict[_Key, tuple[int, tuple[datetime, int]]] = field(default_factory=dict)
+    days: Counter[tuple[date, str]] = field(default_factory=Counter)
+
+    def add(self, key: _Key, n: int, first: tuple[datetime, int]) -> None:
+        known = self.cells.get(key)
+        self.cells[key] = (n, first) if known is None else (known[0] + n, min(known[1], first))
+
+    def add_mention(self, mention: Counted) -> None:
+        first = (mention.posted, mention.mention_id)
+        base = (mention.source, mention.language, mention.sentiment)
+        self.add((*base, ""), 1, first)
+        self.days[(mention.posted.date(), mention.sentiment)] += 1
+        if mention.kind == "complaint":
+            for category in dict.fromkeys(map(complaint_category, mention.intents)):
+                if category:
+                    self.add((*base, category), 1, first)
+
+    @property
+    def volume(self) -> int:
+        return sum(n for key, (n, _) in self.cells.items() if not key[3])
+
+    def by(self, name: str, *, complaints: bool = False) -> dict[str, int]:
+        """Counts per value of one key field, most first; ties in the order they first came."""
+        index = _FIELDS.index(name)
+        totals: dict[str, tuple[int, tuple[datetime, int]]] = {}
+        for key, (n, first) in self.cells.items():
+            if bool(key[3]) != complaints:
+                continue
+            known = totals.get(key[index])
+            totals[key[index]] = (
+                (n, first) if known is None else (known[0] + n, min(known[1], first))
+            )
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[1][1], kv[0]))
+        return {value: n for value, (n, _) in ranked}
+
+    def net_sentiment(self) -> float | None:
+        """Share positive minus share negative, in percentage points; None without mentions."""
+        if not self.volume:
+            return None
+        sentiment = self.by("sentiment")
+        positive, negative = sentiment.get("positive", 0), sentiment.get("negative", 0)
+        return 100.0 * (positive - negative) / self.volume
+
+    def daily_sentiment(self, since: datetime, until: datetime) -> list[tuple[date, int, int, int]]:
+        """Negative, neutral and positive counts for every UTC day of the window, empty days too."""
+        days = []
+        day = since.date()
+        while datetime.combine(day, datetime.min.time(), since.tzinfo) < until:
+            days.append((day, *(self.days[(day, label)] for label in SENTIMENTS)))
+            day += timedelta(days=1)
+        return days
 
 
-def daily_sentiment(
-    rows: Sequence[Row], since: datetime, until: datetime
-) -> list[tuple[date, int, int, int]]:
-    """Negative, neutral and positive counts for every UTC day of the window, empty days too."""
-    counts: dict[date, Counter[str]] = defaultdict(Counter)
-    for row in rows:
-        counts[row.created_at.date()][row.sentiment] += 1
-    days = []
-    day = since.date()
-    while datetime.combine(day, datetime.min.time(), since.tzinfo) < until:
-        c = counts.get(day, Counter())
-        days.append((day, c["negative"], c["neutral"], c["positive"]))
-        day += timedelta(days=1)
-    return days
+def _counts(session: Session, since: datetime, until: datetime, *, detail: bool = True) -> _Counts:
+    """The counts of [since, until): its whole hours from the rollups, the hours it covers only
+    in part from the mentions themselves. Without `detail`, only the sentiment of its whole
+    hours (the window before: its volume and net sentiment)."""
+    counts = _Counts()
+    start = _ceil_hour(since)
+    end = max(start, _floor_hour(until))
+    if start < end and not detail:
+        for tally in rollup_tallies(
+            session, since=start, until=end, by=("sentiment",), category=""
+        ):
+            counts.add(("", "", *tally.key, ""), tally.n, (tally.first_at, tally.first_id))
+    elif start < end:
+        for tally in rollup_tallies(session, since=start, until=end, by=_FIELDS):
+            counts.add(tally.key, tally.n, (tally.first_at, tally.first_id))
+        for tally in rollup_tallies(
+            session, since=start, until=end, by=("hour", "sentiment"), category=""
+        ):
+            hour, sentiment = tally.key
+            counts.days[(hour.date(), sentiment)] += tally.n
+    edges = [(since, start), (end, until)] if start < end else [(since, until)]
+    for low, high in edges:
+        if low < high:
+            for mention in counted_between(session, since=low, until=high):
+                counts.add_mention(mention)
+    return counts
 
 
-def care_figures(rows: Sequence[Row], sla: SlaSettings) -> CareFigures:
+def _topics(
+    session: Session, since: datetime, until: datetime, negatives: int, skip: frozenset[str]
+) -> list[tuple[str, int]]:
+    """top_topics of the window's `negatives` negative mentions: its whole days from the word
+    rollups, the days it covers only in part from the mentions' text."""
+    first = _ceil_day(since)
+    last = max(first, _floor_day(until))
+    edges: Counter[str] = Counter()
+    in_edges = 0
+    for low, high in [(since, first), (last, until)] if first < last else [(since, until)]:
+        for _id, language, text in (
+            negative_texts(session, since=low, until=high) if low < high else ()
+        ):
+            in_edges += 1
+            edges.update(w for w in topic_words(language, text) - skip if len(w) <= WORD_LENGTH)
+    floor = max(MIN_TOPIC_MENTIONS, math.ceil(MIN_TOPIC_SHARE * negatives))
+    counts = Counter(edges)
+    if first < last:
+        # A word short of the floor by more than the edges' mentions cannot reach it.
+        whole = word_counts(
+            session, since=first.date(), until=last.date(), at_least=max(1, floor - in_edges)
+        )
+        counts.update({word: n for word, n in whole if word not in skip})
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [(word, n) for word, n in ranked if n >= floor][:TOPICS]
+
+
+def _examples(
+    session: Session, since: datetime, until: datetime, words: Sequence[str]
+) -> dict[str, list[int]]:
+    """The first three negative mentions of the window with each word: read in order until
+    every word has its three."""
+    found: dict[str, list[int]] = {word: [] for word in words}
+    if not words:
+        return found
+    for mention_id, language, text in negative_texts(session, since=since, until=until):
+        have = topic_words(language, text)
+        for word, ids in found.items():
+            if word in have and len(ids) < 3:
+                ids.append(mention_id)
+        if all(len(ids) == 3 for ids in found.values()):
+            break
+    return found
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    # In UTC: the rollups' hours and days are UTC's.
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = _floor_day(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return _floor_hour(moment).replace(hour=0)
+
+
+def _rows_by_id(engine: sa.Engine, mention_ids: Sequence[int]) -> dict[int, Row]:
+    """The report rows of a few mentions (the examples), by id."""
+    if not mention_ids:
+        return {}
+    with session_scope(engine) as session:
+        return {
+            found.mention_id: found for found in analyzed_by_id(session, mention_ids=mention_ids)
+        }
+
+
+def care_figures(rows: Sequence[Timed], sla: SlaSettings) -> CareFigures:
     """First-response median and p90, share within the SLA per priority, resolution, per agent."""
     replied = [row for row in rows if row.first_response_seconds is not None]
     times = [r.first_response_seconds for r in replied if r.first_response_seconds is not None]
@@ -224,7 +388,7 @@ def care_figures(rows: Sequence[Row], sla: SlaSettings) -> CareFigures:
         within[priority] = (
             sum(1 for t in done if t is not None and t <= target) / len(done) if done else None
         )
-    agents: dict[str, list[Row]] = defaultdict(list)
+    agents: dict[str, list[Timed]] = defaultdict(list)
     for row in replied:
         if row.agent:
             agents[row.agent].append(row)
@@ -243,6 +407,10 @@ def care_figures(rows: Sequence[Row], sla: SlaSettings) -> CareFigures:
             )
             for agent, mine in sorted(agents.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         },
+        first_responses={
+            priority: [r.first_response_seconds for r in replied if r.priority == priority]
+            for priority in dict.fromkeys(r.priority for r in replied)
+        },
     )
 
 
@@ -257,59 +425,23 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def top_topics(
-    rows: Sequence[Row], limit: int = 10, skip: frozenset[str] = frozenset()
+    rows: Sequence[Worded], limit: int = TOPICS, skip: frozenset[str] = frozenset()
 ) -> list[tuple[str, int]]:
     """The words most negative mentions share (each mention counts a word once), stop words of
     its language out, each in at least MIN_TOPIC_MENTIONS mentions and MIN_TOPIC_SHARE of them."""
+    return _ranked_topics([_words(row) - skip for row in rows], len(rows), limit)
+
+
+def _ranked_topics(
+    words: Iterable[set[str]], mentions: int, limit: int = TOPICS
+) -> list[tuple[str, int]]:
     counts: Counter[str] = Counter()
-    for row in rows:
-        counts.update(_words(row) - skip)
-    floor = max(MIN_TOPIC_MENTIONS, math.ceil(MIN_TOPIC_SHARE * len(rows)))
+    for found in words:
+        counts.update(found)
+    floor = max(MIN_TOPIC_MENTIONS, math.ceil(MIN_TOPIC_SHARE * mentions))
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [(word, n) for word, n in ranked if n >= floor][:limit]
 
 
-@functools.cache
-def stopwords(language: str) -> frozenset[str]:
-    """Words that are no topic in a mention in `language`: the stopwords-iso lists of that
-    language and of English (customers mix English in), with stopwords.toml's care words added
-    and its kept words taken out. A language without a list gets every first-class language's."""
-    data = tomllib.loads(STOPWORDS_FILE.read_text(encoding="utf-8"))
-    languages = {language, "en"} if stopwordsiso.has_lang(language) else set(FIRST_CLASS_LANGUAGES)
-    words = set(stopwordsiso.stopwords(languages))
-    words.update(word for lang in languages for word in data["extra"].get(lang, ()))
-    words.difference_update(word for lang in languages for word in data["keep"].get(lang, ()))
-    return frozenset(word.casefold().replace("’", "'") for word in words)
-
-
-def _words(row: Row) -> set[str]:
-    stop = stopwords(row.language)
-    words = set()
-    for token in _WORD.findall(_NOISE.sub(" ", row.text.casefold().replace("’", "'"))):
-        word = _ELISION.sub("", token).strip("'-")
-        if len(word) >= 3 and word not in stop and word.replace("'", "") not in stop:
-            words.add(word)
-    return words
-
-
-def _row(mention, analysis, case, agent: str | None) -> Row:
-    resolved_at = (case.replied_at or case.dismissed_at) if case else None
-    created = mention.created_at or mention.fetched_at
-    return Row(
-        mention_id=mention.id or 0,
-        created_at=created,
-        source=mention.source,
-        platform=mention.platform,
-        language=analysis.language,
-        sentiment=analysis.sentiment,
-        kind=analysis.kind,
-        priority=analysis.priority,
-        urgency=analysis.urgency,
-        intents=tuple(analysis.intents or ()),
-        text=mention.text,
-        url=mention.url,
-        status=str(case.status) if case else None,
-        first_response_seconds=case.first_response_seconds if case else None,
-        resolution_seconds=(resolved_at - created).total_seconds() if resolved_at else None,
-        agent=agent or (case.assignee if case and case.replied_at else None),
-    )
+def _words(row: Worded) -> set[str]:
+    return topic_words(row.language, row.text)

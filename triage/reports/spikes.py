@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from triage.config import Settings
 from triage.reports.figures import Row, load_rows
 from triage.slack.text import cut, escape, link
 from triage.store import AuditEvent, session_scope
-from triage.store.queries import SPIKE_ALERTED, audit
+from triage.store.queries import SPIKE_ALERTED, audit, hourly_volume
 
 log = logging.getLogger(__name__)
 ALERTED = SPIKE_ALERTED
@@ -88,47 +88,88 @@ def share_z(negative: int, total: int, base_negative: int, base_total: int) -> t
     return usual, z
 
 
+@dataclass
+class HourCounts:
+    """One scope's mentions and negative mentions per hour (UTC) before the hour checked, and
+    when its earliest mention known was posted."""
+
+    total: Counter[datetime] = field(default_factory=Counter)
+    negative: Counter[datetime] = field(default_factory=Counter)
+    earliest: datetime | None = None
+
+    def add(self, hour: datetime, total: int, negative: int, earliest: datetime) -> None:
+        self.total[hour] += total
+        self.negative[hour] += negative
+        self.earliest = earliest if self.earliest is None else min(self.earliest, earliest)
+
+
 def detect(rows: Sequence[Row], hour: datetime) -> list[Spike]:
     """Spikes in the hour starting at `hour`, from every row of the weeks before it."""
+    history: dict[str, HourCounts] = defaultdict(HourCounts)
+    for row in rows:
+        negative = int(row.sentiment == "negative")
+        counted = row.created_at < hour
+        for scope in ("all", row.source):
+            history[scope].add(
+                _floor(row.created_at), int(counted), negative * counted, row.created_at
+            )
+    return detect_in(history, [row for row in rows if _in_hour(row, hour)], hour)
+
+
+def detect_in(history: Mapping[str, HourCounts], now: Sequence[Row], hour: datetime) -> list[Spike]:
+    """Spikes in the hour starting at `hour` (on the hour), whose mentions are `now`, against
+    each scope's counts per hour before it ("all" and each source)."""
     spikes = []
-    scopes = ["all", *sorted({row.source for row in rows if _in_hour(row, hour)})]
-    for scope in scopes:
-        mine = [row for row in rows if scope == "all" or row.source == scope]
-        now = [row for row in mine if _in_hour(row, hour)]
-        per_hour = Counter(_floor(row.created_at) for row in mine)
-        weekly = [per_hour.get(hour - timedelta(weeks=w), 0) for w in range(1, WEEKS + 1)]
-        earliest = min((row.created_at for row in mine), default=hour)
+    for scope in ["all", *sorted({row.source for row in now})]:
+        counts = history.get(scope, HourCounts())
+        mine = [row for row in now if scope == "all" or row.source == scope]
+        weekly = [counts.total.get(hour - timedelta(weeks=w), 0) for w in range(1, WEEKS + 1)]
+        earliest = min([row.created_at for row in mine] + [counts.earliest or hour])
         weeks_known = [c for w, c in enumerate(weekly, 1) if hour - timedelta(weeks=w) >= earliest]
-        history = (
+        expected_from = (
             weeks_known
             if len(weeks_known) >= 2
-            else [per_hour.get(hour - timedelta(hours=h), 0) for h in range(1, 25)]
+            else [counts.total.get(hour - timedelta(hours=h), 0) for h in range(1, 25)]
         )
-        expected, z = volume_z(len(now), history)
-        if len(now) >= MIN_MENTIONS and z >= Z_THRESHOLD:
-            spikes.append(Spike(scope, "volume", hour, len(now), expected, z, now))
-        week = [row for row in mine if hour - timedelta(days=7) <= row.created_at < hour]
-        negative = sum(row.sentiment == "negative" for row in now)
+        expected, z = volume_z(len(mine), expected_from)
+        if len(mine) >= MIN_MENTIONS and z >= Z_THRESHOLD:
+            spikes.append(Spike(scope, "volume", hour, len(mine), expected, z, mine))
+        week = [hour - timedelta(hours=h) for h in range(1, 7 * 24 + 1)]
+        negative = sum(row.sentiment == "negative" for row in mine)
         usual, z = share_z(
-            negative, len(now), sum(r.sentiment == "negative" for r in week), len(week)
+            negative,
+            len(mine),
+            sum(counts.negative.get(h, 0) for h in week),
+            sum(counts.total.get(h, 0) for h in week),
         )
-        share = negative / len(now) if now else 0.0
-        if len(now) >= MIN_MENTIONS and z >= Z_THRESHOLD and share - usual >= MIN_SHARE_RISE:
-            spikes.append(Spike(scope, "negative share", hour, share, usual, z, now))
+        share = negative / len(mine) if mine else 0.0
+        if len(mine) >= MIN_MENTIONS and z >= Z_THRESHOLD and share - usual >= MIN_SHARE_RISE:
+            spikes.append(Spike(scope, "negative share", hour, share, usual, z, mine))
     return spikes
 
 
 def spikes_cycle(
     engine: sa.Engine, settings: Settings, client: WebClient, now: datetime | None = None
 ) -> list[Spike]:
-    """Check the last complete hour and alert each new spike once; returns those alerted."""
+    """Check the last complete hour and alert each new spike once; returns those alerted.
+
+    The weeks before come from the hourly rollups; only the hour's own mentions are read (the
+    alert quotes them).
+    """
     channels = [
         c for c in dict.fromkeys([settings.slack.care_channel, settings.slack.reports_channel]) if c
     ]
     hour = _floor(now or utcnow()) - timedelta(hours=1)
-    rows = load_rows(engine, hour - timedelta(weeks=WEEKS), hour + timedelta(hours=1))
+    history: dict[str, HourCounts] = defaultdict(HourCounts)
+    with session_scope(engine) as session:
+        for at, source, total, negative, earliest in hourly_volume(
+            session, since=hour - timedelta(weeks=WEEKS), until=hour
+        ):
+            for scope in ("all", source):
+                history[scope].add(at, total, negative, earliest)
+    rows = load_rows(engine, hour, hour + timedelta(hours=1))
     alerted = []
-    for spike in detect(rows, hour):
+    for spike in detect_in(history, rows, hour):
         if not channels or _recently_alerted(engine, spike):
             continue
         try:

@@ -3,33 +3,41 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
-from triage.clock import utcnow
+from models.labels import PROBLEMS
+from models.urgency import CUE_LABELS
+from triage.clock import as_utc, utcnow
 from triage.domain import NewMention
 from triage.store.clean import storable_mentions
 from triage.store.tables import (
     OPEN_STATUSES,
+    WORD_LENGTH,
     Analysis,
     AuditEvent,
     Case,
     CaseStatus,
+    CaseTiming,
     ConnectorState,
     Draft,
     Mention,
     OutboundReply,
     OutboxStatus,
     ReplyStatus,
+    ReportHour,
+    ReportWord,
     SlackMessage,
+    UTCDateTime,
     in_inline,
 )
+from triage.words import topic_words
 
 PRIORITY_ORDER = sa.case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=Analysis.priority, else_=5)
 
@@ -430,51 +438,108 @@ def prune_raw(session: Session, *, before: datetime, limit: int = 5000) -> int:
     return len(ids)
 
 
-def analyzed_between(
-    session: Session, *, since: datetime, until: datetime
-) -> list[tuple[Mention, Analysis, Case | None, str | None]]:
-    """Mentions posted in [since, until) with their analysis, case and who sent the reply.
+def _sender() -> Any:
+    """Who sent the reply to the mention of the row: the first sender in name order, if any."""
+    return (
+        select(sa.func.min(OutboundReply.requested_by))
+        .where(
+            col(OutboundReply.mention_id) == col(Mention.id),
+            OutboundReply.status == ReplyStatus.SENT,
+        )
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One analysed mention as the report (and its CSV) sees it: no payload."""
+
+    mention_id: int
+    created_at: datetime  # when it was posted, else when triage stored it
+    source: str
+    platform: str
+    language: str
+    sentiment: str
+    kind: str
+    priority: str
+    urgency: int
+    intents: tuple[str, ...]
+    text: str
+    url: str | None
+    status: str | None
+    first_response_seconds: float | None
+    resolution_seconds: float | None  # from the post to the reply, else the dismissal
+    agent: str | None  # who sent the reply, else the assignee of a case marked replied
+
+
+def analyzed_between(session: Session, *, since: datetime, until: datetime) -> Iterator[ReportRow]:
+    """Mentions posted in [since, until) with their analysis, case and who sent the reply,
+    oldest first, streamed.
 
     A mention without its own time (sources need not give one) counts when triage stored it.
     """
-    posted = sa.func.coalesce(col(Mention.created_at), col(Mention.fetched_at))
-    sender = (
-        select(OutboundReply.mention_id, sa.func.min(OutboundReply.requested_by).label("sender"))
-        .where(OutboundReply.status == ReplyStatus.SENT)
-        .group_by(OutboundReply.mention_id)
-        .subquery()
-    )
-    rows = session.exec(
-        select(Mention, Analysis, Case, sender.c.sender)
-        .join(Analysis, Analysis.mention_id == Mention.id)
-        .join(Case, Case.mention_id == Mention.id, isouter=True)
-        .join(sender, sender.c.mention_id == Mention.id, isouter=True)
-        .where(
-            sa.or_(
-                sa.and_(col(Mention.created_at) >= since, col(Mention.created_at) < until),
-                sa.and_(
-                    col(Mention.created_at).is_(None),
-                    col(Mention.fetched_at) >= since,
-                    col(Mention.fetched_at) < until,
-                ),
-            )
+    return _analyzed(session, _posted_between(since, until))
+
+
+def analyzed_by_id(session: Session, *, mention_ids: Sequence[int]) -> Iterator[ReportRow]:
+    """analyzed_between for a few mentions, by id."""
+    return _analyzed(session, col(Mention.id).in_(list(mention_ids)))
+
+
+def _analyzed(session: Session, which: Any) -> Iterator[ReportRow]:
+    # Columns, not whole rows: a report never reads the payloads.
+    statement = (
+        select(
+            col(Mention.id),
+            _posted(),
+            Mention.source,
+            Mention.platform,
+            Analysis.language,
+            Analysis.sentiment,
+            Analysis.kind,
+            Analysis.priority,
+            Analysis.urgency,
+            Analysis.intents,
+            Mention.text,
+            Mention.url,
+            Case.status,
+            Case.first_response_seconds,
+            Case.replied_at,
+            Case.dismissed_at,
+            Case.assignee,
+            _sender(),
         )
-        .order_by(posted, col(Mention.id))
-    ).all()
-    return [(m, a, c, s) for m, a, c, s in rows]
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .join(Case, col(Case.mention_id) == col(Mention.id), isouter=True)
+        .where(which)
+        .order_by(_posted(), col(Mention.id))
+    )
+    for found in session.execute(statement.execution_options(yield_per=1000)):
+        *columns, intents, text, url, status, first, replied, dismissed, assignee, sender = found
+        resolved = replied or dismissed
+        yield ReportRow(
+            *columns,
+            intents=tuple(intents or ()),
+            text=text,
+            url=url,
+            status=status,
+            first_response_seconds=first,
+            resolution_seconds=(resolved - columns[1]).total_seconds() if resolved else None,
+            agent=sender or (assignee if replied else None),
+        )
 
 
 def sent_with_drafts(
     session: Session, *, since: datetime, until: datetime
 ) -> list[tuple[str, str, str, str]]:
-    """Replies sent in [since, until), each as (language, draft generator, draft, sent text)."""
+    """Replies sent in [since, until), each as (language, draft generator, draft, sent text), in
+    no particular order (the report counts them)."""
     rows = session.exec(
         select(Analysis.language, Draft.generator, Draft.text, OutboundReply.text)
         .join(Draft, Draft.mention_id == OutboundReply.mention_id)
         .join(Analysis, Analysis.mention_id == OutboundReply.mention_id)
         .where(OutboundReply.status == ReplyStatus.SENT)
         .where(col(OutboundReply.sent_at) >= since, col(OutboundReply.sent_at) < until)
-        .order_by(col(OutboundReply.id))
     ).all()
     return [(language, generator, draft, sent) for language, generator, draft, sent in rows]
 
@@ -547,3 +612,336 @@ def queue_state(session: Session, *, now: datetime) -> QueueState:
         oldest_waiting_p1=oldest[0] if oldest else None,
         oldest_p1_case=oldest[1] if oldest else None,
     )
+
+
+# --- report rollups (report_hour) --------------------------------------------------------------
+
+
+def complaint_category(intent: str) -> str | None:
+    """The problem label (models/labels.py) a stored intent names, else None: questions, praise,
+    feedback, spam, the modifiers (vulnerable, repeat contact) and the cue signals older analyses
+    stored (anger, sarcasm, waiting) are no complaint category."""
+    label = CUE_LABELS.get(intent, intent)
+    return label if label in PROBLEMS else None
+
+
+def _posted() -> Any:
+    """When a mention was posted, else stored: the expression of the index ix_mention_posted."""
+    return sa.func.coalesce(col(Mention.created_at), col(Mention.fetched_at), type_=UTCDateTime)
+
+
+def _posted_between(since: datetime, until: datetime) -> Any:
+    return sa.and_(_posted() >= since, _posted() < until)
+
+
+def _rollup_sql(dialect: str, where: str) -> str:
+    """INSERT ... SELECT of the rollup rows of the analysed mentions matching `where` (SQL on
+    `mention` and `analysis`), added to what report_hour holds."""
+    posted = "coalesce(mention.created_at, mention.fetched_at)"
+    if dialect == "sqlite":
+        # UTCDateTime's text form in SQLite, so hours compare with bound times.
+        hour = f"strftime('%Y-%m-%d %H:00:00.000000', {posted})"
+        intents = "json_each(analysis.intents) AS intent"
+        least = "min"
+    elif dialect == "postgresql":
+        hour = f"date_trunc('hour', {posted} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        intents = (
+            "LATERAL json_array_elements_text(CASE WHEN json_typeof(analysis.intents) = 'array'"
+            " THEN analysis.intents ELSE '[]'::json END) AS intent(value)"
+        )
+        least = "least"
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    names = {*PROBLEMS, *CUE_LABELS}
+    category = " ".join(
+        f"WHEN '{name}' THEN '{complaint_category(name)}'"
+        for name in sorted(names)
+        if complaint_category(name)
+    )
+    columns = "mention.id AS mention_id, mention.source, analysis.language, analysis.sentiment"
+    # Each complaint category once per mention, as the report counts them.
+    return f"""
+        INSERT INTO report_hour (hour, source, language, sentiment, category, n, first_at, first_id)
+        SELECT hour, source, language, sentiment, category, count(*), min(posted), min(mention_id)
+        FROM (
+            SELECT {columns}, {hour} AS hour, {posted} AS posted, '' AS category
+            FROM mention JOIN analysis ON analysis.mention_id = mention.id
+            WHERE {where}
+            UNION ALL
+            SELECT DISTINCT {columns}, {hour} AS hour, {posted} AS posted,
+                CASE intent.value {category} END AS category
+            FROM mention JOIN analysis ON analysis.mention_id = mention.id, {intents}
+            WHERE {where} AND analysis.kind = 'complaint'
+                AND CASE intent.value {category} END IS NOT NULL
+        ) AS counted
+        WHERE true
+        GROUP BY hour, source, language, sentiment, category
+        ON CONFLICT (hour, source, language, sentiment, category) DO UPDATE SET
+            n = report_hour.n + excluded.n,
+            first_at = {least}(report_hour.first_at, excluded.first_at),
+            first_id = {least}(report_hour.first_id, excluded.first_id)
+    """
+
+
+def count_analysed(session: Session, *, mention_ids: Sequence[int]) -> None:
+    """Add the analyses of these mentions to the report rollups, grouped, in one upsert per 500
+    (in the caller's transaction: the analyses must be flushed, and counted only once)."""
+    statement = _rollup_sql(session.get_bind().dialect.name, "analysis.mention_id IN :ids")
+    for start in range(0, len(mention_ids), 500):
+        chunk = list(mention_ids[start : start + 500])
+        session.execute(sa.text(statement).bindparams(sa.bindparam("ids", chunk, expanding=True)))
+        negative = _negative_words(col(Analysis.mention_id).in_(chunk))
+        _add_words(session.connection(), Counter(_word_days(session.execute(negative))))
+
+
+def rebuild_rollups(connection: sa.Connection) -> None:
+    """Count every stored analysis into report_hour and report_word, and every closed case into
+    case_timing, afresh (migration 0007, bench/scale.py)."""
+    connection.execute(sa.delete(ReportHour))
+    connection.execute(sa.text(_rollup_sql(connection.dialect.name, "true")))
+    connection.execute(sa.delete(ReportWord))
+    negative = _negative_words(sa.true()).execution_options(yield_per=5000)
+    _add_words(connection, Counter(_word_days(connection.execute(negative))))
+    connection.execute(sa.delete(CaseTiming))
+    connection.execute(sa.text(_timing_sql(connection.dialect.name, "true")))
+
+
+def _negative_words(which: Any) -> Any:
+    """When posted, language and text of the negative mentions among `which`."""
+    return (
+        select(_posted(), Analysis.language, Mention.text)
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(which, Analysis.sentiment == "negative")
+    )
+
+
+def _word_days(rows: Any) -> Iterator[tuple[date, str]]:
+    """(day posted, word) of each topic word of each mention (report_word's key)."""
+    for posted, language, text in rows:
+        for word in topic_words(language, text):
+            if len(word) <= WORD_LENGTH:
+                yield _aware(posted).date(), word
+
+
+def _add_words(connection: sa.Connection, counts: Mapping[tuple[date, str], int]) -> None:
+    rows = [{"day": day, "word": word, "n": n} for (day, word), n in counts.items()]
+    table = ReportWord.__table__
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), 1000):
+        statement = insert(table).values(rows[start : start + 1000])
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["day", "word"], set_={"n": table.c.n + statement.excluded.n}
+            )
+        )
+
+
+def word_counts(
+    session: Session, *, since: date, until: date, at_least: int
+) -> list[tuple[str, int]]:
+    """(word, negative mentions) of the days in [since, until), of the words in at least
+    `at_least` of them."""
+    total = sa.func.sum(ReportWord.n)
+    statement = (
+        select(ReportWord.word, total)
+        .where(col(ReportWord.day) >= since, col(ReportWord.day) < until)
+        .group_by(ReportWord.word)
+        .having(total >= at_least)
+    )
+    return [(word, int(n)) for word, n in session.execute(statement)]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Counts of analysed mentions (category '') and complaints (a category) per key, with the
+    earliest (posted, id) counted under each key: rankings break ties by what came first."""
+
+    key: tuple[Any, ...]
+    n: int
+    first_at: datetime
+    first_id: int
+
+
+def rollup_tallies(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    by: Sequence[str],
+    category: str | None = None,
+) -> list[Tally]:
+    """The rollup counts of the whole hours in [since, until) summed by the report_hour
+    columns named in `by` (e.g. ("source", "category")); of one category only, when given."""
+    keys = [getattr(ReportHour, name) for name in by]
+    statement = (
+        select(
+            *keys,
+            sa.func.sum(ReportHour.n),
+            sa.func.min(ReportHour.first_at),
+            sa.func.min(ReportHour.first_id),
+        )
+        .where(col(ReportHour.hour) >= since, col(ReportHour.hour) < until)
+        .group_by(*keys)
+    )
+    if category is not None:
+        statement = statement.where(ReportHour.category == category)
+    found = []
+    for *key, n, first_at, first_id in session.exec(statement).all():
+        found.append(Tally(tuple(key), int(n), _aware(first_at), int(first_id)))
+    return found
+
+
+def _aware(value: datetime) -> datetime:
+    return cast(datetime, as_utc(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An analysed mention as the report's counts see it: no text, no payload."""
+
+    mention_id: int
+    posted: datetime
+    source: str
+    language: str
+    sentiment: str
+    kind: str
+    intents: tuple[str, ...]
+
+
+def counted_between(session: Session, *, since: datetime, until: datetime) -> list[Counted]:
+    """The analysed mentions posted in [since, until), oldest first, as the rollups count them
+    (the report reads the hours it covers only in part this way)."""
+    statement = (
+        select(
+            col(Mention.id),
+            _posted(),
+            Mention.source,
+            Analysis.language,
+            Analysis.sentiment,
+            Analysis.kind,
+            Analysis.intents,
+        )
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(_posted_between(since, until))
+        .order_by(_posted(), col(Mention.id))
+    )
+    return [
+        Counted(mid, posted, source, language, sentiment, kind, tuple(intents or ()))
+        for mid, posted, source, language, sentiment, kind, intents in session.exec(statement)
+    ]
+
+
+def _timing_sql(dialect: str, where: str) -> str:
+    """INSERT ... SELECT of the case_timing rows of the closed cases matching `where` (SQL on
+    `care_case`), replacing what case_timing holds for them."""
+    posted = "coalesce(mention.created_at, mention.fetched_at)"
+    resolved = "coalesce(care_case.replied_at, care_case.dismissed_at)"
+    if dialect == "sqlite":
+        # Whole microseconds of UTCDateTime's text form, so the seconds are what Python's
+        # timedelta.total_seconds() gives: microseconds / 10**6, rounded once.
+        def micros(t: str) -> str:
+            seconds = f"CAST(strftime('%s', {t}) AS INTEGER)"
+            return f"({seconds} * 1000000 + CAST(substr({t}, 21, 6) AS INTEGER))"
+
+        resolution = f"({micros(resolved)} - {micros(posted)}) / 1000000.0"
+    elif dialect == "postgresql":
+        resolution = f"CAST(extract(epoch FROM {resolved} - {posted}) AS double precision)"
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    sender = (
+        "(SELECT min(outbound_reply.requested_by) FROM outbound_reply"
+        " WHERE outbound_reply.mention_id = mention.id AND outbound_reply.status = 'sent')"
+    )
+    columns = "mention_id, posted_at, priority, first_response_seconds, resolution_seconds, agent"
+    return f"""
+        INSERT INTO case_timing (case_id, {columns})
+        SELECT care_case.id, mention.id, {posted}, analysis.priority,
+            care_case.first_response_seconds, {resolution},
+            coalesce(nullif({sender}, ''),
+                CASE WHEN care_case.replied_at IS NOT NULL THEN care_case.assignee END)
+        FROM care_case
+        JOIN mention ON mention.id = care_case.mention_id
+        JOIN analysis ON analysis.mention_id = mention.id
+        WHERE ({where}) AND (care_case.first_response_seconds IS NOT NULL
+            OR care_case.replied_at IS NOT NULL OR care_case.dismissed_at IS NOT NULL)
+        ON CONFLICT (case_id) DO UPDATE SET
+            {", ".join(f"{name} = excluded.{name}" for name in columns.split(", "))}
+    """
+
+
+def record_case_timings(session: Session, *, case_ids: Sequence[int]) -> None:
+    """Keep the care figures' row of these cases, in the transaction that closed them or sent
+    their reply (flushed first): who answered, when, how fast."""
+    session.flush()
+    session.execute(
+        sa.text(_timing_sql(session.get_bind().dialect.name, "care_case.id IN :ids")).bindparams(
+            sa.bindparam("ids", list(case_ids), expanding=True)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """What the care figures read of a case that was answered or closed."""
+
+    priority: str
+    first_response_seconds: float | None
+    resolution_seconds: float | None
+    agent: str | None
+
+
+def case_timings(session: Session, *, since: datetime, until: datetime) -> list[Timing]:
+    """The answered or closed cases of mentions posted in [since, until): priority, first
+    response, time to resolution from the post, who answered; oldest first."""
+    statement = (
+        select(
+            CaseTiming.priority,
+            CaseTiming.first_response_seconds,
+            CaseTiming.resolution_seconds,
+            CaseTiming.agent,
+        )
+        .where(col(CaseTiming.posted_at) >= since, col(CaseTiming.posted_at) < until)
+        .order_by(col(CaseTiming.posted_at), col(CaseTiming.mention_id))
+    )
+    return [Timing(*found) for found in session.execute(statement)]
+
+
+def negative_texts(
+    session: Session, *, since: datetime, until: datetime
+) -> Iterator[tuple[int, str, str]]:
+    """(mention id, language, text) of the negative mentions posted in [since, until), oldest
+    first, streamed: the report's examples of its topics, and its partial days' topics."""
+    statement = (
+        select(col(Mention.id), Analysis.language, Mention.text)
+        .join(Analysis, col(Analysis.mention_id) == col(Mention.id))
+        .where(_posted_between(since, until), Analysis.sentiment == "negative")
+        .order_by(_posted(), col(Mention.id))
+    )
+    yield from session.execute(statement.execution_options(yield_per=500))  # type: ignore[misc]
+
+
+def hourly_volume(
+    session: Session, *, since: datetime, until: datetime
+) -> list[tuple[datetime, str, int, int, datetime]]:
+    """(hour, source, mentions, negative mentions, earliest posted) per hour and source in the
+    whole hours of [since, until), from the rollups."""
+    negative = sa.case((ReportHour.sentiment == "negative", ReportHour.n), else_=0)
+    statement = (
+        select(
+            ReportHour.hour,
+            ReportHour.source,
+            sa.func.sum(ReportHour.n),
+            sa.func.sum(negative),
+            sa.func.min(ReportHour.first_at),
+        )
+        .where(
+            col(ReportHour.hour) >= since,
+            col(ReportHour.hour) < until,
+            ReportHour.category == "",
+        )
+        .group_by(ReportHour.hour, ReportHour.source)
+    )
+    return [
+        (_aware(hour), source, int(n), int(neg), _aware(first))
+        for hour, source, n, neg, first in session.exec(statement)
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -66,11 +66,16 @@ def in_inline(column: Any, values: tuple[str, ...]) -> Any:
     )
 
 
+# Longer "words" (a run of letters with no space) are never counted as topics.
+WORD_LENGTH = 100
+
 # The conditions of the partial indexes (on both databases: each keeps a few recent rows).
 _UNANALYZED = sa.not_(sa.column("analyzed", sa.Boolean))
 _OPEN = sa.column("status", sa.String).in_(list(OPEN_STATUSES))
 _RAW_KEPT = sa.column("raw", sa.JSON).is_not(None)
 _SLA_WATCHED = sa.and_(_OPEN, sa.not_(sa.column("sla_breached", sa.Boolean)))
+# When a mention was posted, or stored when its source gave no time: what reports count by.
+_POSTED = sa.func.coalesce(sa.column("created_at"), sa.column("fetched_at"))
 
 
 class Mention(SQLModel, table=True):
@@ -89,6 +94,8 @@ class Mention(SQLModel, table=True):
         sa.Index(
             "ix_mention_raw_kept", "fetched_at", sqlite_where=_RAW_KEPT, postgresql_where=_RAW_KEPT
         ),
+        # The mentions of a report window or a spike hour, by when they were posted.
+        sa.Index("ix_mention_posted", _POSTED, "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -132,6 +139,58 @@ class Analysis(SQLModel, table=True):
     reasons: list[str] | None = _json()
     model_version: str = Field(max_length=128)
     analyzed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ReportHour(SQLModel, table=True):
+    """Analysed mentions counted per hour they were posted (UTC), source, language and
+    sentiment: `category` '' counts mentions, a complaint category counts complaints.
+
+    Kept with each analysis (queries.count_analysed), never lowered: it keeps the history the
+    reports and spike checks read after payloads or mentions are pruned.
+    """
+
+    __tablename__ = "report_hour"
+
+    hour: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    source: str = Field(max_length=64, primary_key=True)
+    language: str = Field(max_length=8, primary_key=True)
+    sentiment: str = Field(max_length=16, primary_key=True)
+    category: str = Field(default="", max_length=32, primary_key=True)
+    n: int = 0
+    # The earliest mention counted here: when it was posted, and the lowest id (ties in the
+    # report's rankings go to what came first, as when every row was read).
+    first_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    first_id: int
+
+
+class ReportWord(SQLModel, table=True):
+    """How many negative mentions posted on a day (UTC) have a word among their topic words
+    (triage/words.py); kept with each analysis, like report_hour."""
+
+    __tablename__ = "report_word"
+
+    day: date = Field(primary_key=True)
+    word: str = Field(max_length=WORD_LENGTH, primary_key=True)
+    n: int = 0
+
+
+class CaseTiming(SQLModel, table=True):
+    """What the report's care figures read of an answered or closed case, on one narrow row:
+    kept by queries.record_case_timings wherever a case is closed or its reply sent, and, like
+    report_hour, kept when mentions are pruned."""
+
+    __tablename__ = "case_timing"
+    __table_args__ = (sa.Index("ix_case_timing_posted", "posted_at", "mention_id"),)
+
+    case_id: int = Field(primary_key=True)
+    mention_id: int
+    posted_at: datetime = Field(sa_type=UTCDateTime, nullable=False)  # the mention's
+    priority: str = Field(max_length=2)
+    first_response_seconds: float | None = None
+    resolution_seconds: float | None = None  # from the post to the reply, else the dismissal
+    # who answered: the first sender of a reply in name order, else the assignee of a case
+    # marked replied
+    agent: str | None = Field(default=None, max_length=128)
 
 
 class Draft(SQLModel, table=True):
@@ -196,7 +255,12 @@ class OutboundReply(SQLModel, table=True):
 
     __tablename__ = "outbound_reply"
     # The latest replies sent, newest first: new drafts learn from them (triage/drafts/learn).
-    __table_args__ = (sa.Index("ix_outbound_reply_sent", "status", "sent_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbound_reply_sent", "status", "sent_at"),
+        # Who sent the reply to a mention, from the index alone: the care figures' rows
+        # (case_timing) and the report's rows ask it of every answered case.
+        sa.Index("ix_outbound_reply_sender", "mention_id", "status", "requested_by"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=128, unique=True)
