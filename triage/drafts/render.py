@@ -25,8 +25,6 @@ FALLBACK_LANGUAGE = "en"
 DRAFTED_KINDS = ("complaint", "question", "feedback", "praise")
 # Intents answered only with a holding reply, in this order, and how the note names them.
 HOLDING = {"legal": "legal threat", "press": "press inquiry"}
-# A brand's playbook step for account security also answers a takeover or a charge the customer
-# did not make (not phishing: someone asking "is this mail really you?" has lost nothing yet).
 # Sentences said after the apology when they fit, in this order.
 EXTRAS = ("vulnerable", "repeat_contact", "known_issue", "tried")
 # What the agent is told a draft left out when the platform had no room for it.
@@ -36,6 +34,8 @@ LEFT_OUT = {
     "known_issue": "that we're checking whether others are affected",
     "tried": "thanks for the steps they already tried",
 }
+# A brand's playbook step for account security also answers a takeover or a charge the customer
+# did not make (not phishing: someone asking "is this mail really you?" has lost nothing yet).
 PLAYBOOK_FALLBACK = {"account_takeover": "security", "fraud": "security"}
 # A risk to the person or their money decides the next step whatever else the mention is about
 # (a safety risk first, then the likeliest of the others: "charges on a card I never used" is
@@ -229,9 +229,10 @@ def render_draft(request: DraftRequest) -> DraftText:
     if holding is not None:
         # Legal threats and the press get a short reply that moves to private, nothing more,
         # in the polite form even from a brand that writes "du" to its followers.
-        polite = (load_templates(language) or {}).get("holding_register")
+        own = load_templates(language) or {}
+        polite = own.get("holding_register")
         if polite and mirrored_register(request.mention_text, language) is None:
-            templates = with_register(load_templates(language) or templates, polite)
+            templates = with_register(own, polite)
         key = holding
         deadline = templates.get("press_cues", {}).get("deadline", [])
         if holding == "press" and says(deadline, request.mention_text):
@@ -247,7 +248,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             text=_finish(text, request),
             language=language,
             generator=f"template:holding:{language}:{holding}",
-            note=f"{note} {lead}" if note else lead,
+            note=_noted(note, lead),
         )
     next_steps: dict[str, str] = templates["next_steps"]
     risks = [i for i in intents if i in FIRST_STEPS]
@@ -284,7 +285,7 @@ def render_draft(request: DraftRequest) -> DraftText:
             text=_finish(text, request),
             language=language,
             generator=f"template:answer:{language}",
-            note=f"{note} {scaffold}" if note else scaffold,
+            note=_noted(note, scaffold),
         )
     order = order_number(request.mention_text)
     known: dict[str, str] = templates.get("known_order", {})
@@ -351,7 +352,7 @@ def render_draft(request: DraftRequest) -> DraftText:
         text, left_out = _with_extras(template, values, apologies, wanted, request)
         if left_out:
             lead = "Left out for lack of room: " + "; ".join(LEFT_OUT[k] for k in left_out) + "."
-            note = f"{note} {lead}" if note else lead
+            note = _noted(note, lead)
     if (
         request.kind in ("complaint", "question")
         and request.dm_instructions.strip()
@@ -362,10 +363,10 @@ def render_draft(request: DraftRequest) -> DraftText:
             text = longer
     if "safety" in intents:
         lead = "Safety risk: a lead should approve this reply."
-        note = f"{note} {lead}" if note else lead
+        note = _noted(note, lead)
     if public_customer:
         lead = "A customer with a public audience, about to go public: a lead may want to see it."
-        note = f"{note} {lead}" if note else lead
+        note = _noted(note, lead)
     return DraftText(
         text=text,
         language=language,
@@ -428,6 +429,11 @@ _ORDER = re.compile(
     r"\s*[#:]?\s*)([a-z]{0,4}-?\d(?:[\d-]{3,18})\d)\b",
     re.IGNORECASE,
 )
+
+
+def _noted(note: str | None, lead: str) -> str:
+    """The card's note with one more sentence for the agent."""
+    return f"{note} {lead}" if note else lead
 
 
 def _with_extras(
